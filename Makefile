@@ -1,0 +1,89 @@
+# Every pixi task in pixi.toml has a twin here, for machines without pixi
+# (tests/test_tasks.py keeps the two lists equal).
+#
+#   make s07                  check steps/step_07.py against Hugging Face GPT-2
+#   make s07 TARGET=solutions check the reference solution instead
+#   make test                 the whole test suite (what CI runs)
+#   make gpt2 ARGS='--prompt "Hello"'   run the finished model
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+WARMED := $(VENV)/.warmed
+TARGET ?= steps
+DEVICE ?= cpu
+ARGS ?=
+STEP ?=
+DIR ?=
+STEPS := 01 02 03 04 05 06 07 08 09 10 11 12
+
+.PHONY: help setup install warm test check-all gpt2 bench book book-build grade progress watch hint reset doctor $(addprefix s,$(STEPS))
+
+help:
+	@echo "make setup        create $(VENV), install pinned packages, warm MAX's caches"
+	@echo "make sNN          check steps/step_NN.py (TARGET=solutions for the reference)"
+	@echo "make check-all    check every step      make progress   what to do next"
+	@echo "make hint STEP=NN the next hint         make watch STEP=NN   re-check on save"
+	@echo "make reset STEP=NN restore a skeleton (your file is backed up first)"
+	@echo "make gpt2         run the model         make bench      speed vs Hugging Face"
+	@echo "make test         the test suite        make book       build and serve the book"
+	@echo "make grade DIR=submissions   grade a class"
+
+install: $(INSTALLED)
+$(INSTALLED): requirements.txt
+	@echo "==> creating $(VENV) with the pinned packages (max, torch CPU, transformers, ...)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+# MAX compiles kernels for this machine the first time each is used and keeps
+# them on disk (~/.cache/modular). Warming runs every reference solution once so
+# a learner's first check takes seconds-to-a-minute instead of several minutes.
+warm: $(WARMED)
+$(WARMED): $(INSTALLED)
+	$(PY) -m gpt2course warm
+	@touch $@
+
+setup: $(INSTALLED) $(WARMED)
+
+$(addprefix s,$(STEPS)): s%: $(INSTALLED)
+	@$(PY) -m gpt2course check $* --target $(TARGET) --device $(DEVICE)
+
+check-all: $(INSTALLED)
+	@$(PY) -m gpt2course check-all --target $(TARGET) --device $(DEVICE)
+
+test: $(INSTALLED)
+	$(PY) -m pytest tests -p no:cacheprovider --target=solutions $(ARGS)
+
+gpt2: $(INSTALLED)
+	@$(PY) -m gpt2course gpt2 $(ARGS)
+
+bench: $(INSTALLED)
+	@$(PY) bench/bench_generate.py $(ARGS)
+
+book: $(INSTALLED)
+	$(VENV)/bin/mdbook serve book --open
+
+book-build: $(INSTALLED)
+	$(VENV)/bin/mdbook build book
+
+grade: $(INSTALLED)
+	@$(PY) -m gpt2course grade $(DIR) $(ARGS)
+
+progress: $(INSTALLED)
+	@$(PY) -m gpt2course progress $(ARGS)
+
+watch: $(INSTALLED)
+	@$(PY) -m gpt2course watch $(STEP) $(ARGS)
+
+hint: $(INSTALLED)
+	@$(PY) -m gpt2course hint $(STEP) $(ARGS)
+
+reset: $(INSTALLED)
+	@$(PY) -m gpt2course reset $(STEP) $(ARGS)
+
+doctor:
+	@$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m gpt2course doctor $(ARGS)

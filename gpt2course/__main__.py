@@ -1,0 +1,5 @@
+import sys
+
+from gpt2course.cli import main
+
+sys.exit(main())

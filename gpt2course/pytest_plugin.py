@@ -1,0 +1,141 @@
+"""The pytest side of the checks: targets, devices, and reports a learner can read.
+
+Every ``tests/test_step_NN.py`` sets ``STEP = NN`` and asks for the ``step``
+fixture. Its tests are the step's sub-checks, in order; a test's docstring is
+the sub-check's name. Failures print as: the sub-check, what was expected and
+what came out, a hint, and only then where in the learner's file it broke.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from gpt2course.compare import CheckFailure
+from gpt2course import manifest, targets
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("gpt2course")
+    group.addoption("--target", default=None,
+                    help="code to check: 'steps' (default), 'solutions', or a folder holding step_NN.py")
+    group.addoption("--device", default=None, help="cpu (default) or gpu")
+    group.addoption("--report-json", default=None, help="write per-step results to this JSON file")
+
+
+def pytest_configure(config):
+    target = config.getoption("--target") or os.environ.get("GPT2_TARGET") or "steps"
+    os.environ["GPT2_TARGET"] = target
+    if config.getoption("--device"):
+        os.environ["GPT2_DEVICE"] = config.getoption("--device")
+    config._gpt2_results = {}
+    config.addinivalue_line("markers", "needs_gpu: runs only when a GPU is visible")
+
+
+@dataclass
+class Step:
+    number: int
+    path: Path
+    module: object = None
+    error: CheckFailure | None = None
+    cache: dict = field(default_factory=dict)
+    error_reported: bool = False
+
+    def get(self, name: str):
+        if self.error is not None:
+            if self.error_reported:
+                pytest.skip(f"skipped: {self.error.message.splitlines()[0]}")
+            self.error_reported = True
+            raise self.error
+        return targets.export(self.module, self.number, name, self.path)
+
+    def errors(self, doing: str):
+        return targets.learner_errors(self.number, self.path, doing)
+
+
+@pytest.fixture(scope="module")
+def step(request) -> Step:
+    number = getattr(request.module, "STEP")
+    path = targets.step_file(number)
+    s = Step(number, path)
+    try:
+        s.module = targets.load(number)
+    except CheckFailure as exc:
+        s.error = exc
+    return s
+
+
+def _title(item) -> str:
+    doc = getattr(item.function, "__doc__", None) or item.name
+    return doc.strip().splitlines()[0]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    number = getattr(item.module, "STEP", None)
+    if number is None or report.when not in ("setup", "call"):
+        return
+    if report.when == "setup" and report.passed:
+        return
+    results = item.config._gpt2_results.setdefault(number, [])
+    entry = {"check": _title(item), "outcome": report.outcome, "seconds": round(call.duration, 3)}
+    if call.excinfo is not None:
+        exc = call.excinfo.value
+        if isinstance(exc, CheckFailure):
+            entry["message"] = exc.message
+            entry["hint"] = exc.hint
+            report.longrepr = str(exc)
+        elif report.skipped:
+            entry["message"] = str(getattr(exc, "msg", exc))
+        else:
+            entry["message"] = f"{type(exc).__name__}: {exc}"
+    results.append(entry)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    results = config._gpt2_results
+    if not results:
+        return
+    tr = terminalreporter
+    target = os.environ.get("GPT2_TARGET", "steps")
+    report = {"target": target, "device": os.environ.get("GPT2_DEVICE", "cpu"), "steps": {}}
+    for number in sorted(results):
+        checks = results[number]
+        info = manifest.step(number)
+        path = targets.display(targets.step_file(number))
+        tr.write_line("")
+        tr.write_line(f"step {number:02d} - {info['title']}   [{path}]", bold=True)
+        first_failure = None
+        for c in checks:
+            mark = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}[c["outcome"]]
+            colour = {"PASS": {"green": True}, "FAIL": {"red": True}, "SKIP": {"yellow": True}}[mark]
+            tr.write_line(f"  {mark}  {c['check']}", **colour)
+            if c["outcome"] == "failed" and first_failure is None:
+                first_failure = c
+                for line in c.get("message", "").splitlines():
+                    tr.write_line(f"        {line}")
+                if c.get("hint"):
+                    tr.write_line(f"        hint: {c['hint']}", yellow=True)
+        passed = sum(c["outcome"] == "passed" for c in checks)
+        failed = any(c["outcome"] == "failed" for c in checks)
+        status = "failed" if failed or passed == 0 else "passed"
+        if status == "passed":
+            tr.write_line(f"step {number:02d} passed: {passed}/{len(checks)} checks match Hugging Face.",
+                          green=True, bold=True)
+        else:
+            tr.write_line(f"step {number:02d} not passing yet: {passed}/{len(checks)} checks pass. "
+                          f"More help: `make hint s{number:02d}`.", red=True, bold=True)
+        report["steps"][f"{number:02d}"] = {
+            "status": status, "passed": passed, "total": len(checks),
+            "first_failure": first_failure, "checks": checks,
+        }
+    path = config.getoption("--report-json")
+    if path:
+        Path(path).write_text(json.dumps(report, indent=2))

@@ -1,0 +1,45 @@
+"""Step 08: residual connections with pre-LayerNorm.
+
+Each sublayer of a GPT-2 block reads a normalized copy of the hidden state and
+adds its result back onto the unnormalized hidden state: x + f(LayerNorm(x)).
+The running sum is the "residual stream"; it lets information and gradients
+flow straight through a deep stack.
+"""
+
+from collections.abc import Callable
+
+from max.experimental.nn import Module
+from max.experimental.tensor import Tensor
+
+from solutions.solution_03 import LayerNorm
+
+__all__ = ["LayerNorm", "ResidualBlock", "apply_residual_connection"]
+
+
+# ANCHOR: residual
+def apply_residual_connection(input_tensor: Tensor, sublayer_output: Tensor) -> Tensor:
+    """Adds a sublayer's output back onto the residual stream."""
+    # TODO 1: Add the sublayer's output to the input.
+    # Hint: tensors support +
+    #>>> TODO 1
+    return input_tensor + sublayer_output
+    #<<< TODO 1
+
+
+class ResidualBlock(Module):
+    """x -> x + sublayer(LayerNorm(x)): one pre-norm residual sublayer."""
+
+    def __init__(
+        self, dim: int, sublayer: Callable[[Tensor], Tensor], *, eps: float = 1e-5
+    ) -> None:
+        self.ln = LayerNorm(dim, eps=eps)
+        self.sublayer = sublayer
+
+    def forward(self, x: Tensor) -> Tensor:
+        # TODO 2: Normalize x with self.ln, run the sublayer on the normalized
+        # tensor, and add the result to the *unnormalized* x.
+        # Hint: apply_residual_connection(x, self.sublayer(self.ln(x)))
+        #>>> TODO 2
+        return apply_residual_connection(x, self.sublayer(self.ln(x)))
+        #<<< TODO 2
+# ANCHOR_END: residual

@@ -1,0 +1,43 @@
+"""Step 09: the transformer block.
+
+A GPT-2 block is two pre-norm residual sublayers: attention, then the MLP.
+    x = x + attn(ln_1(x))
+    x = x + mlp(ln_2(x))
+"""
+
+from max.experimental.nn import Module
+from max.experimental.tensor import Tensor
+
+from solutions.solution_01 import GPT2Config
+from solutions.solution_03 import LayerNorm
+from solutions.solution_04 import GPT2MLP
+from solutions.solution_07 import GPT2MultiHeadAttention
+
+
+# ANCHOR: block
+class GPT2Block(Module):
+    """One transformer block with ln_1, attn, ln_2, mlp as in Hugging Face."""
+
+    def __init__(self, config: GPT2Config) -> None:
+        # TODO 1: Create the four sublayers: `ln_1` and `ln_2` (LayerNorm of
+        # n_embd with the config's epsilon), `attn` (step 07) and `mlp`
+        # (step 04, with the config's inner width).
+        # Hint: LayerNorm(config.n_embd, eps=config.layer_norm_epsilon);
+        # GPT2MLP(config.inner_dim, config)
+        #>>> TODO 1
+        self.ln_1 = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = GPT2MultiHeadAttention(config)
+        self.ln_2 = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = GPT2MLP(config.inner_dim, config)
+        #<<< TODO 1
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        # TODO 2: Two residual sublayers, each reading a normalized copy:
+        # attention first, then the MLP.
+        # Hint: hidden_states = hidden_states + self.attn(self.ln_1(hidden_states))
+        #>>> TODO 2
+        hidden_states = hidden_states + self.attn(self.ln_1(hidden_states))
+        hidden_states = hidden_states + self.mlp(self.ln_2(hidden_states))
+        return hidden_states
+        #<<< TODO 2
+# ANCHOR_END: block

@@ -1,0 +1,34 @@
+"""Step 04: the feed-forward network (MLP).
+
+After attention mixes information between tokens, the MLP transforms each
+token on its own: widen to 4 * n_embd, apply GELU, project back.
+"""
+
+from max.experimental import functional as F
+from max.experimental.nn import Linear, Module
+from max.experimental.tensor import Tensor
+
+from solutions.solution_01 import GPT2Config
+
+
+# ANCHOR: mlp
+class GPT2MLP(Module):
+    """c_fc (n_embd -> intermediate_size), GELU (tanh form), c_proj back."""
+
+    def __init__(self, intermediate_size: int, config: GPT2Config) -> None:
+        # TODO 1: Create `self.c_fc`, a Linear from n_embd to
+        # intermediate_size, and `self.c_proj`, a Linear back to n_embd.
+        # Both have a bias.
+        # Hint: Linear(in_dim, out_dim, bias=True)
+        #>>> TODO 1
+        raise NotImplementedError("step 04, TODO 1")
+        #<<< TODO 1
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        # TODO 2: Expand with c_fc, apply GELU, project back with c_proj.
+        # GPT-2 uses the tanh approximation of GELU, not the exact erf form.
+        # Hint: F.gelu(x, approximate="tanh")
+        #>>> TODO 2
+        raise NotImplementedError("step 04, TODO 2")
+        #<<< TODO 2
+# ANCHOR_END: mlp

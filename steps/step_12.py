@@ -1,0 +1,113 @@
+"""Step 12: generating text.
+
+The model gives logits for every position; the last position's logits score
+every candidate for the next token. Generation turns those scores into one
+token, appends it, and asks again. How it picks is the whole art:
+greedy takes the best; sampling divides by a temperature, keeps the top k
+(and/or the smallest set whose probability reaches top_p), applies softmax and
+draws.
+
+The model runs as a compiled MAX graph; its logits come back as a NumPy array,
+and choosing a token from 50,257 numbers is a few vector operations.
+"""
+
+from collections.abc import Callable
+
+import numpy as np
+
+# A model for generation: token ids [batch, seq] (int64) -> logits
+# [batch, seq, vocab_size] (float32), e.g. a compiled MaxGPT2LMHeadModel.
+LogitsFn = Callable[[np.ndarray], np.ndarray]
+
+
+# ANCHOR: sample
+def sample_next_token(
+    logits: np.ndarray,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    greedy: bool = False,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Chooses one token per row of ``logits`` [batch, vocab_size]; returns [batch] int64."""
+    logits = np.asarray(logits, dtype=np.float32)
+    # TODO 1: Greedy decoding: return the index of the highest logit of each row.
+    # Hint: np.argmax(logits, axis=-1).astype(np.int64)
+    #>>> TODO 1
+    raise NotImplementedError("step 12, TODO 1")
+    #<<< TODO 1
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature} (use greedy=True)")
+    rng = rng if rng is not None else np.random.default_rng()
+    # TODO 2: Divide the logits by the temperature: below 1 sharpens the
+    # distribution, above 1 flattens it.
+    # Hint: scaled = logits / temperature
+    #>>> TODO 2
+    raise NotImplementedError("step 12, TODO 2")
+    #<<< TODO 2
+    # TODO 3: Top-k: keep the k largest logits of each row, set all others
+    # to -inf so softmax gives them probability 0.
+    # Hint: the k-th largest value is np.sort(scaled, axis=-1)[:, -top_k]
+    #>>> TODO 3
+    raise NotImplementedError("step 12, TODO 3")
+    #<<< TODO 3
+    # TODO 4: Softmax: subtract each row's max for stability, exponentiate,
+    # normalize to sum 1.
+    # Hint: e = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
+    #>>> TODO 4
+    raise NotImplementedError("step 12, TODO 4")
+    #<<< TODO 4
+    if top_p is not None and top_p < 1.0:
+        probs = _nucleus(probs, top_p)
+    # TODO 5: Draw one token per row from its probabilities.
+    # Hint: rng.choice(vocab_size, p=row) for each row
+    #>>> TODO 5
+    raise NotImplementedError("step 12, TODO 5")
+    #<<< TODO 5
+# ANCHOR_END: sample
+
+
+def _nucleus(probs: np.ndarray, top_p: float) -> np.ndarray:
+    """Top-p: keep the most likely tokens until their total reaches top_p."""
+    order = np.argsort(-probs, axis=-1)
+    sorted_probs = np.take_along_axis(probs, order, axis=-1)
+    before = np.cumsum(sorted_probs, axis=-1) - sorted_probs
+    keep_sorted = before < top_p  # always keeps the most likely token
+    keep = np.zeros_like(keep_sorted)
+    np.put_along_axis(keep, order, keep_sorted, axis=-1)
+    kept = np.where(keep, probs, 0.0)
+    return kept / kept.sum(axis=-1, keepdims=True)
+
+
+# ANCHOR: generate
+def generate_next_token(model: LogitsFn, input_ids: np.ndarray, **sampling) -> np.ndarray:
+    """Runs the model on ``input_ids`` [batch, seq] and chooses each row's next token."""
+    # TODO 6: Run the model and keep only the logits of the last position:
+    # they predict the token that comes next.
+    # Hint: model(input_ids)[:, -1, :]
+    #>>> TODO 6
+    raise NotImplementedError("step 12, TODO 6")
+    #<<< TODO 6
+    return sample_next_token(last_logits, **sampling)
+
+
+def generate_tokens(
+    model: LogitsFn,
+    input_ids: np.ndarray,
+    max_new_tokens: int,
+    *,
+    eos_token_id: int | None = None,
+    seed: int | None = None,
+    **sampling,
+) -> np.ndarray:
+    """Appends up to ``max_new_tokens`` tokens to ``input_ids`` [batch, seq]; returns all ids."""
+    rng = np.random.default_rng(seed)
+    ids = np.asarray(input_ids, dtype=np.int64)
+    # TODO 7: Loop: choose the next token, append it as a new column, stop
+    # early once every row has produced eos_token_id.
+    # Hint: np.concatenate([ids, next_token[:, None]], axis=1)
+    #>>> TODO 7
+    raise NotImplementedError("step 12, TODO 7")
+    #<<< TODO 7
+# ANCHOR_END: generate

@@ -1,0 +1,1 @@
+pytest_plugins = ["gpt2course.pytest_plugin"]
