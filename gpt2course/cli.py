@@ -1,18 +1,31 @@
-"""`python -m gpt2course COMMAND`: what `make` and `pixi run` call."""
+"""`python -m gpt2course COMMAND`: what `make` and `pixi run` call.
+
+Each command lives in its own module, which exposes ``register(subparsers)``;
+this file only lists them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import subprocess
 import sys
 
 from gpt2course import ROOT, manifest
 
+# command module -> registers its own sub-commands
+COMMAND_MODULES = [
+    "gpt2course.cli",        # check, check-all, warm
+    "gpt2course.workflow",   # progress, hint, reset, watch, doctor
+    "gpt2course.grade",      # grade
+    "gpt2course.run",        # gpt2
+]
+
 
 def check_command(step: int, target: str = "steps", device: str | None = None,
-                  report_json: str | None = None, quiet: bool = False) -> list[str]:
-    """The pytest command line that checks one step."""
+                  report_json: str | None = None) -> list[str]:
+    """The pytest command line that checks one step (learners, CI and the grader all use it)."""
     cmd = [sys.executable, "-m", "pytest", str(ROOT / "tests" / f"test_step_{step:02d}.py"),
            "-p", "no:cacheprovider", "--no-header", "-q", "--tb=no", "-rN",
            f"--target={target}"]
@@ -23,6 +36,16 @@ def check_command(step: int, target: str = "steps", device: str | None = None,
     return cmd
 
 
+def check_env() -> dict:
+    return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def run_check(step: int, target: str, device: str | None = None, report_json: str | None = None,
+              **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(check_command(step, target, device, report_json), cwd=ROOT,
+                          env=check_env(), **kwargs)
+
+
 def cmd_check(args) -> int:
     step = manifest.parse_step(args.step)
     target = args.target or os.environ.get("GPT2_TARGET") or "steps"
@@ -30,15 +53,48 @@ def cmd_check(args) -> int:
     print(f"Checking step {step:02d} ({info['title']}) against Hugging Face GPT-2 "
           f"[target: {target}, device: {args.device or os.environ.get('GPT2_DEVICE') or 'cpu'}]",
           flush=True)
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run(check_command(step, target, args.device, args.report_json), cwd=ROOT, env=env)
-    return proc.returncode
+    return run_check(step, target, args.device, args.report_json).returncode
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpt2course", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def cmd_check_all(args) -> int:
+    target = args.target or os.environ.get("GPT2_TARGET") or "steps"
+    failed = []
+    for step in manifest.numbers():
+        print(f"\n=== step {step:02d}: {manifest.step(step)['title']} ===", flush=True)
+        if run_check(step, target, args.device).returncode != 0:
+            failed.append(step)
+    print()
+    if failed:
+        print(f"{len(failed)} of {len(manifest.numbers())} steps not passing: "
+              + ", ".join(f"s{n:02d}" for n in failed))
+        return 1
+    print(f"all {len(manifest.numbers())} steps pass")
+    return 0
 
+
+def cmd_warm(args) -> int:
+    """Runs every reference solution's check once so MAX's caches hold its kernels and graphs."""
+    import time
+
+    print("Warming MAX's caches: MAX compiles its kernels for this CPU the first time each is used\n"
+          "and keeps them in ~/.cache/modular. Doing it now, once, makes each later check fast.\n"
+          "This takes several minutes on a laptop CPU; nothing needs your attention.", flush=True)
+    t_all = time.time()
+    steps = manifest.numbers()
+    for i, step in enumerate(steps, 1):
+        t0 = time.time()
+        print(f"  [{i}/{len(steps)}] step {step:02d} {manifest.step(step)['title']} ...", end=" ", flush=True)
+        proc = run_check(step, "solutions", args.device, capture_output=True, text=True)
+        status = "ok" if proc.returncode == 0 else "FAILED"
+        print(f"{status} ({time.time() - t0:.0f}s)", flush=True)
+        if proc.returncode != 0:
+            print(proc.stdout[-3000:], proc.stderr[-2000:], sep="\n")
+            return 1
+    print(f"MAX caches warm ({time.time() - t_all:.0f}s in all).")
+    return 0
+
+
+def register(sub) -> None:
     p = sub.add_parser("check", help="check one step against Hugging Face GPT-2")
     p.add_argument("step", help="s07, 07 or 7")
     p.add_argument("--target", help="steps (default), solutions, or a folder with step_NN.py files")
@@ -46,5 +102,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-json", help="write the results as JSON here")
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser("check-all", help="check every step")
+    p.add_argument("--target")
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_check_all)
+
+    p = sub.add_parser("warm", help="compile MAX's kernels once (run by `make setup`)")
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_warm)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gpt2course",
+                                     description="Build GPT-2 from scratch with MAX: course tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = sys.modules[__name__] if name == __name__ else importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue  # a command module not written yet
+            raise
+        module.register(sub)
     args = parser.parse_args(argv)
     return args.func(args)
