@@ -80,8 +80,20 @@ def check_parameters(module, weights: Mapping[str, np.ndarray], what: str, hint:
                 if transposed else hint or "check the sizes you passed when creating it")
 
 
+_reporter = None
+
+
+def set_reporter(fn) -> None:
+    """Where progress lines go (the pytest plugin installs a writer that bypasses capture)."""
+    global _reporter
+    _reporter = fn
+
+
 def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    if _reporter is not None:
+        _reporter(msg)
+    else:
+        print(msg, file=sys.stderr, flush=True)
 
 
 def run_compiled(module, weights: Mapping[str, np.ndarray], inputs: Sequence[np.ndarray], *,

@@ -17,7 +17,22 @@ from pathlib import Path
 import pytest
 
 from gpt2course.compare import CheckFailure
-from gpt2course import manifest, targets
+from gpt2course import manifest, maxrun, targets
+
+
+def _live_writer(config):
+    """Prints a line to the terminal now, even while pytest captures output (compile progress)."""
+    def write(msg: str) -> None:
+        capman = config.pluginmanager.getplugin("capturemanager")
+        reporter = config.pluginmanager.getplugin("terminalreporter")
+        if reporter is None:
+            return
+        if capman is not None:
+            with capman.global_and_fixture_disabled():
+                reporter.write_line(msg)
+        else:
+            reporter.write_line(msg)
+    return write
 
 
 def pytest_addoption(parser):
@@ -34,6 +49,7 @@ def pytest_configure(config):
     if config.getoption("--device"):
         os.environ["GPT2_DEVICE"] = config.getoption("--device")
     config._gpt2_results = {}
+    maxrun.set_reporter(_live_writer(config))
     config.addinivalue_line("markers", "needs_gpu: runs only when a GPU is visible")
 
 
@@ -130,8 +146,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             tr.write_line(f"step {number:02d} passed: {passed}/{len(checks)} checks match Hugging Face.",
                           green=True, bold=True)
         else:
+            hints = info.get("hints") or []
+            if hints and first_failure is not None:
+                tr.write_line(f"  first hint for step {number:02d}: {hints[0]}", yellow=True)
             tr.write_line(f"step {number:02d} not passing yet: {passed}/{len(checks)} checks pass. "
-                          f"More help: `make hint s{number:02d}`.", red=True, bold=True)
+                          f"More help: `make hint STEP={number:02d}` (pixi run hint s{number:02d}).",
+                          red=True, bold=True)
         report["steps"][f"{number:02d}"] = {
             "status": status, "passed": passed, "total": len(checks),
             "first_failure": first_failure, "checks": checks,
