@@ -50,7 +50,7 @@ class TodoNotDone(CheckFailure):
             msg = f"step {step:02d} not implemented yet: start at TODO 1 ({where})"
         else:
             msg = f"step {step:02d}: TODO {todo} is not done yet ({where}); the TODOs before it run"
-        super().__init__(msg, f"read the comments above TODO {todo}; `make hint s{step:02d}` shows more")
+        super().__init__(msg, f"read the comments above TODO {todo}; `make hint STEP={step:02d}` shows more")
 
 
 def _todo_line(path: Path, todo: int) -> int | None:
