@@ -118,3 +118,105 @@ def attention_np(x, state, prefix, n_head, *, mask=True, scale=True):
     w = w / w.sum(-1, keepdims=True)
     y = (w @ v).transpose(0, 2, 1, 3).reshape(b, s, d)
     return y @ wp + bp
+
+
+def _diagnostic_module(model, body_attr: str | None):
+    """Wraps a learner's model so one compiled graph returns its output *and* each layer's
+    activations (embeddings, every block, ln_f), computed with the learner's own submodules."""
+    from max.dtype import DType
+    from max.experimental.nn import Module
+    from max.experimental.tensor import Tensor
+
+    class Diagnose(Module):
+        def __init__(self, model):
+            self.model = model
+
+        def forward(self, input_ids):
+            out = self.model(input_ids)
+            body = getattr(self.model, body_attr) if body_attr else self.model
+            positions = Tensor.arange(input_ids.shape[-1], dtype=DType.int64, device=input_ids.device)
+            hidden = body.wte(input_ids) + body.wpe(positions)
+            layers = [out, hidden]
+            for block in body.h:
+                hidden = block(hidden)
+                layers.append(hidden)
+            layers.append(body.ln_f(hidden))
+            return tuple(layers)
+
+    return Diagnose(model)
+
+
+def model_outputs(step, export: str, make: Callable, name: str, *, body_attr: str | None,
+                  key: str) -> dict:
+    """Compiles the learner's whole model once (with per-layer taps) on checkpoint ``name``.
+
+    Returns {"output": ..., "layers": [embeddings, block 0, ..., ln_f] or None}.
+    """
+    folder, config, state = checkpoint(name)
+    wts = weights.to_max(state) if body_attr else weights.to_max(state, "transformer.")
+    if not body_attr:
+        wts = {k: v for k, v in wts.items() if not k.startswith("lm_head.")}
+    what = f"{export} ({name} shapes)"
+    parameters_match(step, export, make, wts, what)
+    ids = reference.fixed_input_ids(config.vocab_size)
+
+    def fn():
+        module = build_module(step, export, make, what)
+        try:
+            wrapped = _diagnostic_module(module, body_attr)
+            with step.errors(f"running {export}"):
+                outs = maxrun.run(wrapped, {"model." + k: v for k, v in wts.items()}, [ids],
+                                  mode="compile", dev=maxrun.device(), what=what)
+            return {"output": outs[0], "layers": outs[1:]}
+        except CheckFailure as first:
+            # The taps use wte/wpe/h/ln_f directly; if that is what failed, run the model alone.
+            module = build_module(step, export, make, what)
+            with step.errors(f"running {export}"):
+                outs = maxrun.run(module, wts, [ids], mode="compile", dev=maxrun.device(), what=what)
+            if len(outs) != 1:
+                raise first
+            return {"output": outs[0], "layers": None}
+    return once(step, key, fn)
+
+
+def first_divergence(layers, cap: reference.Capture, n_layer: int, atol: float = ATOL) -> str | None:
+    """Names the first layer whose activations leave Hugging Face's, or None if all match."""
+    if layers is None:
+        return None
+    expected = [cap.hidden_states[0]] + [cap.outputs[f"transformer.h.{i}"] for i in range(n_layer)] + [
+        cap.outputs["transformer.ln_f"]]
+    names = ["embeddings (wte + wpe)"] + [f"block h.{i}" for i in range(n_layer)] + ["final LayerNorm ln_f"]
+    if len(layers) != len(expected):
+        return (f"your model has {len(layers) - 2} blocks; the checkpoint has {n_layer} "
+                "(build config.n_layer blocks)")
+    for name, got, want in zip(names, layers, expected):
+        if got.shape != want.shape:
+            return f"{name}: shape {list(got.shape)}, expected {list(want.shape)}"
+        err = float(np.abs(got - want).max())
+        if err > atol + atol * float(np.abs(want).max()):
+            return f"first layer that differs from Hugging Face: {name} (max abs error {err:.3e}); the layers before it match"
+    return ("every layer matches Hugging Face when chained as wte + wpe -> blocks -> ln_f, "
+            "so the difference is in how forward() combines them (positions from 0? ln_f last?)")
+
+
+@functools.lru_cache(maxsize=2)
+def solution_model(name: str = "small"):
+    """The reference MaxGPT2LMHeadModel compiled for any [batch, seq]: ids (int64) -> logits (float32)."""
+    from max.dtype import DType
+    from max.experimental.tensor import Tensor
+    from max.graph import TensorType
+
+    from solutions.solution_11 import MaxGPT2LMHeadModel
+
+    folder, config, state = checkpoint(name)
+    dev = maxrun.device()
+    model = maxrun.build(lambda: MaxGPT2LMHeadModel(course_config(config)), "MaxGPT2LMHeadModel")
+    model.to(dev)
+    maxrun._say(f"  compiling the reference GPT-2 ({name} shapes) with MAX (cached after the first time) ...")
+    compiled = model.compile(TensorType(DType.int64, ["batch", "seq"], device=model.device),
+                             weights={k: Tensor.from_dlpack(v).to(dev) for k, v in weights.to_max(state).items()})
+
+    def logits(ids: np.ndarray) -> np.ndarray:
+        out = compiled(Tensor.from_dlpack(np.ascontiguousarray(ids, dtype=np.int64)).to(dev))
+        return maxrun.to_host(out, "logits")
+    return logits

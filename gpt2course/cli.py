@@ -24,7 +24,7 @@ COMMAND_MODULES = [
 
 
 def check_command(step: int, target: str = "steps", device: str | None = None,
-                  report_json: str | None = None) -> list[str]:
+                  report_json: str | None = None, fail_fast: bool = False) -> list[str]:
     """The pytest command line that checks one step (learners, CI and the grader all use it)."""
     cmd = [sys.executable, "-m", "pytest", str(ROOT / "tests" / f"test_step_{step:02d}.py"),
            "-p", "no:cacheprovider", "--no-header", "-q", "--tb=no", "-rN",
@@ -33,6 +33,8 @@ def check_command(step: int, target: str = "steps", device: str | None = None,
         cmd.append(f"--device={device}")
     if report_json:
         cmd.append(f"--report-json={report_json}")
+    if fail_fast:
+        cmd.append("--exitfirst")
     return cmd
 
 
@@ -41,8 +43,8 @@ def check_env() -> dict:
 
 
 def run_check(step: int, target: str, device: str | None = None, report_json: str | None = None,
-              **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(check_command(step, target, device, report_json), cwd=ROOT,
+              fail_fast: bool = False, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(check_command(step, target, device, report_json, fail_fast), cwd=ROOT,
                           env=check_env(), **kwargs)
 
 
@@ -53,7 +55,7 @@ def cmd_check(args) -> int:
     print(f"Checking step {step:02d} ({info['title']}) against Hugging Face GPT-2 "
           f"[target: {target}, device: {args.device or os.environ.get('GPT2_DEVICE') or 'cpu'}]",
           flush=True)
-    return run_check(step, target, args.device, args.report_json).returncode
+    return run_check(step, target, args.device, args.report_json, args.fail_fast).returncode
 
 
 def cmd_check_all(args) -> int:
@@ -100,6 +102,7 @@ def register(sub) -> None:
     p.add_argument("--target", help="steps (default), solutions, or a folder with step_NN.py files")
     p.add_argument("--device", help="cpu (default) or gpu")
     p.add_argument("--report-json", help="write the results as JSON here")
+    p.add_argument("--fail-fast", action="store_true", help="stop at the first failing sub-check")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("check-all", help="check every step")

@@ -29,6 +29,7 @@ def _live_writer(config):
             return
         if capman is not None:
             with capman.global_and_fixture_disabled():
+                reporter.ensure_newline()
                 reporter.write_line(msg)
         else:
             reporter.write_line(msg)

@@ -1,0 +1,74 @@
+"""Plausible mistakes, one list per step: (name, text in the solution, replacement, what the
+failure should say). tests/test_honesty.py applies each to the solution and proves the step's
+check fails on it -- and names the mistake where the check knows it."""
+
+MUTANTS: dict[int, list[tuple[str, str, str, str]]] = {
+    1: [
+        ("epsilon 1e-6", "layer_norm_epsilon: float = 1e-5", "layer_norm_epsilon: float = 1e-6",
+         "layer_norm_epsilon: expected 1e-05, got 1e-06"),
+        ("context 512", "n_positions: int = 1024", "n_positions: int = 512", "n_positions: expected 1024"),
+    ],
+    2: [
+        ("diagonal masked", "num_upper=num_tokens, exclude=True", "num_upper=num_tokens - 1, exclude=True",
+         "values differ"),
+        ("ignores num_tokens", "num_upper=num_tokens, exclude=True", "num_upper=0, exclude=True",
+         "not shifted by num_tokens"),
+    ],
+    3: [
+        ("epsilon too large", "epsilon=self.eps)", "epsilon=1e-3)", "small-variance rows"),
+        ("bias ignored", "beta=self.bias,", "beta=self.bias * 0,", "values differ"),
+    ],
+    4: [
+        ("exact GELU", 'approximate="tanh"', 'approximate="none"', "exact (erf) GELU"),
+        ("ReLU", 'F.gelu(hidden_states, approximate="tanh")', "F.relu(hidden_states)", "this is ReLU"),
+    ],
+    5: [
+        ("ids shifted", "return self.wte(input_ids)", "return self.wte(input_ids + 1)", "values differ"),
+        ("table one row short", "Embedding(config.vocab_size, dim", "Embedding(config.vocab_size - 1, dim",
+         "wte.weight has shape"),
+    ],
+    6: [
+        ("positions from 1", "positions = Tensor.arange(seq, dtype", "positions = 1 + Tensor.arange(seq, dtype",
+         "positions start at 1"),
+        ("looks up the token ids", "return self.wpe(positions)", "return self.wpe(input_ids % 7)", "wrong shape"),
+    ],
+    7: [
+        ("no causal mask",
+         "scores = scores + causal_mask(\n            seq, 0, dtype=scores.dtype, device=scores.device\n        )",
+         "scores = scores", "no causal mask"),
+        ("no 1/sqrt(head_dim) scaling", "/ math.sqrt(self.head_dim)", "/ 1.0", "not divided by sqrt(head_dim)"),
+    ],
+    8: [
+        ("no residual", "return apply_residual_connection(x, self.sublayer(self.ln(x)))",
+         "return self.sublayer(self.ln(x))", "the input is not added back"),
+        ("post-norm", "return apply_residual_connection(x, self.sublayer(self.ln(x)))",
+         "return self.ln(apply_residual_connection(x, self.sublayer(x)))", "post-norm"),
+    ],
+    9: [
+        ("MLP residual missing", "hidden_states = hidden_states + self.mlp(self.ln_2(hidden_states))",
+         "hidden_states = self.mlp(self.ln_2(hidden_states))", "residual connection is missing"),
+        ("parallel sublayers", "hidden_states = hidden_states + self.attn(self.ln_1(hidden_states))\n        hidden_states = hidden_states + self.mlp(self.ln_2(hidden_states))",
+         "hidden_states = hidden_states + self.attn(self.ln_1(hidden_states)) + self.mlp(self.ln_2(hidden_states))",
+         "both sublayers read the block input"),
+    ],
+    10: [
+        ("positions from 1", "positions = Tensor.arange(seq, dtype", "positions = 1 + Tensor.arange(seq, dtype",
+         "every layer matches Hugging Face when chained"),
+        ("no final LayerNorm", "return self.ln_f(hidden_states)", "return hidden_states",
+         "values differ"),
+    ],
+    11: [
+        ("lm_head with bias", "Linear(config.n_embd, config.vocab_size, bias=False)",
+         "Linear(config.n_embd, config.vocab_size, bias=True)", "unexpected: lm_head.bias"),
+        ("softmax on the logits", "return self.lm_head(self.transformer(input_ids))",
+         "return __import__('max.experimental.functional', fromlist=['softmax']).softmax(self.lm_head(self.transformer(input_ids)))",
+         "these are probabilities"),
+    ],
+    12: [
+        ("temperature multiplied", "scaled = logits / temperature", "scaled = logits * temperature",
+         "temperature=0.7"),
+        ("top-k keeps one too many", "[:, -top_k][:, None]", "[:, -top_k - 1][:, None]", "probability 0"),
+        ("first position's logits", "model(input_ids)[:, -1, :]", "model(input_ids)[:, 0, :]",
+         "generated ids"),
+    ],
+}

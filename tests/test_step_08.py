@@ -1,0 +1,75 @@
+"""Step 08 check: a pre-norm residual sublayer computes x + mlp(ln_2(x)) as Hugging Face's block does."""
+
+from gpt2course import checks
+from gpt2course.checks import ATOL, gelu_tanh, layer_norm_np, max_weights
+from gpt2course.compare import CheckFailure, check_shape, compare
+
+STEP = 8
+LN, MLP = "transformer.h.0.ln_2.", "transformer.h.0.mlp."
+
+
+def make(cls):
+    from solutions.solution_04 import GPT2MLP
+
+    _, config, _ = checks.checkpoint()
+    return cls(config.n_embd, GPT2MLP(config.inner_dim, checks.course_config(config)),
+               eps=config.layer_norm_epsilon)
+
+
+def wts():
+    w = {"ln." + k: v for k, v in max_weights(LN).items()}
+    w.update({"sublayer." + k: v for k, v in max_weights(MLP).items()})
+    return w
+
+
+def run(step):
+    x = checks.capture().inputs["transformer.h.0.ln_2"]
+    return checks.outputs(step, "ResidualBlock", make, wts(), [x], mode="eager", what="ResidualBlock")[0], x
+
+
+def test_add(step):
+    """apply_residual_connection adds the sublayer's output to its input"""
+    import numpy as np
+
+    fn = step.get("apply_residual_connection")
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    b = np.full((2, 3), 0.5, dtype=np.float32)
+    from max.experimental.tensor import Tensor
+
+    with step.errors("apply_residual_connection"):
+        out = checks.maxrun.to_host(fn(Tensor.from_dlpack(a), Tensor.from_dlpack(b)))
+    compare("apply_residual_connection(a, b)", out, a + b, atol=0, rtol=0, hint="return input + sublayer_output")
+
+
+def test_parameters(step):
+    """ResidualBlock holds `ln` (a LayerNorm) and the sublayer it was given"""
+    checks.parameters_match(step, "ResidualBlock", make, wts(), "ResidualBlock",
+                            hint="keep self.ln = LayerNorm(dim, eps=eps) and self.sublayer = sublayer")
+
+
+def test_shape(step):
+    """output has the input's shape"""
+    out, x = run(step)
+    check_shape("ResidualBlock output", out.shape, x.shape)
+
+
+def test_matches_hf(step):
+    """x + mlp(ln_2(x)) equals the output of Hugging Face's GPT2Block (its second residual sublayer)"""
+    out, x = run(step)
+    _, config, state = checks.checkpoint()
+    eps = config.layer_norm_epsilon
+
+    def ln(t):
+        return layer_norm_np(t, state[LN + "weight"], state[LN + "bias"], eps)
+
+    def mlp(t):
+        return gelu_tanh(t @ state[MLP + "c_fc.weight"] + state[MLP + "c_fc.bias"]) @ state[
+            MLP + "c_proj.weight"] + state[MLP + "c_proj.bias"]
+
+    compare("ResidualBlock(h.0.ln_2 input)", out, checks.capture().outputs["transformer.h.0"],
+            atol=ATOL, rtol=ATOL, traps={
+                "no residual": (lambda: mlp(ln(x)), "the input is not added back: return x + sublayer(ln(x))"),
+                "normalized residual": (lambda: ln(x) + mlp(ln(x)), "the normalized x is added; add the original x"),
+                "post-norm": (lambda: ln(x + mlp(x)), "post-norm (LayerNorm after the sum); GPT-2 normalizes the sublayer's input"),
+                "no norm": (lambda: x + mlp(x), "the sublayer reads x without LayerNorm"),
+            }, hint="x + self.sublayer(self.ln(x))")

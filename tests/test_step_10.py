@@ -1,0 +1,57 @@
+"""Step 10 check: GPT2Model's last hidden state equals Hugging Face's GPT2Model, small and at 124M shapes."""
+
+import pytest
+
+from gpt2course import checks
+from gpt2course.checks import ATOL
+from gpt2course.compare import check_shape, compare
+
+STEP = 10
+
+
+def make_for(name):
+    def make(cls):
+        _, config, _ = checks.checkpoint(name)
+        return cls(checks.course_config(config))
+    return make
+
+
+def result(step, name):
+    return checks.model_outputs(step, "GPT2Model", make_for(name), name, body_attr=None, key=name)
+
+
+def verify(step, name):
+    res = result(step, name)
+    cap = checks.capture(name)
+    _, config, state = checks.checkpoint(name)
+    expected = cap.hidden_states[-1]
+    check_shape(f"GPT2Model output ({name})", res["output"].shape, expected.shape)
+    seq = cap.input_ids.shape[1]
+    compare(f"GPT2Model last hidden state ({name} shapes)", res["output"], expected, atol=ATOL, rtol=ATOL,
+            hint=checks.first_divergence(res["layers"], cap, config.n_layer)
+            or "wte(ids) + wpe(positions 0..seq-1) -> blocks -> ln_f")
+
+
+def test_parameters(step):
+    """wte, wpe, h.0..h.N and ln_f are named and shaped as in Hugging Face's checkpoint"""
+    _, _, state = checks.checkpoint("small")
+    wts = {k: v for k, v in checks.max_weights("transformer.").items()}
+    checks.parameters_match(step, "GPT2Model", make_for("small"), wts, "GPT2Model",
+                            hint="wte, wpe (Embedding), h (Sequential of GPT2Block), ln_f (LayerNorm)")
+
+
+def test_shape(step):
+    """output is [batch, seq, n_embd]"""
+    res = result(step, "small")
+    cap = checks.capture("small")
+    check_shape("GPT2Model output", res["output"].shape, cap.hidden_states[-1].shape)
+
+
+def test_matches_hf_small(step):
+    """last hidden state matches Hugging Face's GPT2Model (2 layers, 64 wide)"""
+    verify(step, "small")
+
+
+def test_matches_hf_124m(step):
+    """last hidden state matches Hugging Face's GPT2Model at GPT-2 124M shapes (12 layers, 768 wide)"""
+    verify(step, "124m")
