@@ -33,7 +33,8 @@ def make_recipe(target: str) -> str:
 
 def normalize(cmd: str) -> str:
     """The command both runners execute, without the interpreter path and make's variables."""
-    cmd = cmd.replace("@", "").replace("$(PY)", "python").replace("$(VENV)/bin/", "")
+    cmd = cmd.replace("@", "").replace("$(VENV)/bin/", "")
+    cmd = re.sub(r"\$\(\w*PY\)", "python", cmd)
     cmd = re.sub(r"\$\(\w+\)", "", cmd)
     cmd = re.sub(r"--\w+(-\w+)*\s*(?=\s|$)", "", cmd)
     cmd = re.sub(r"--(target|device)\s+", "", cmd)
