@@ -49,9 +49,13 @@ def test_shape(step):
 
 def test_matches_hf_small(step):
     """last hidden state matches Hugging Face's GPT2Model (2 layers, 64 wide)"""
+    step.cache["small verified"] = False
     verify(step, "small")
+    step.cache["small verified"] = True
 
 
 def test_matches_hf_124m(step):
     """last hidden state matches Hugging Face's GPT2Model at GPT-2 124M shapes (12 layers, 768 wide)"""
+    if step.cache.get("small verified") is not True:
+        pytest.skip("skipped: the small-shape check must pass first (the 124M compile takes minutes)")
     verify(step, "124m")
