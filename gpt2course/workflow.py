@@ -208,9 +208,13 @@ def run_check_capture(step: int, target: str, device: str | None, relay=None) ->
             raise
         data = load_json(report).get("steps", {}).get(f"{step:02d}")
     if data is None or proc.returncode not in (0, 1):
+        lines = [line.strip() for line in tail if line.strip()]
+        last = next((line for line in reversed(lines) if re.search(r"\w+Error\b|error:", line)),
+                    lines[-1] if lines else "")
         return {"status": "error", "passed": 0, "total": 0, "first_failure": {
             "check": "running the check",
-            "message": f"the check of step {step:02d} did not run (exit status {proc.returncode})",
+            "message": f"the check of step {step:02d} did not run (exit status {proc.returncode})"
+                       + (f": {last}" if last else ""),
             "hint": "run " + make_cmd("check", step) + " to see the whole output"},
             "output_tail": "\n".join(tail)}
     return {k: data.get(k) for k in ("status", "passed", "total", "first_failure")}
@@ -290,7 +294,8 @@ def step_status(step: int, target: str = "steps", device: str | None = None, use
     if status == "passed":
         return {**row, "status": DONE, "detail": f"{result.get('passed')}/{result.get('total')} checks pass"}
     if status == "error":
-        return {**row, "status": ERROR, "detail": first.get("message", "")}
+        return {**row, "status": ERROR, "detail": "the check could not run",
+                "failure": first.get("message", ""), "check": "running the check", "message": ""}
     if "not implemented yet: start at TODO 1" in message:
         return {**row, "status": NOT_STARTED, "detail": "edited, but TODO 1 still raises NotImplementedError"}
     message = re.sub(rf"^step {step:02d}:\s*", "", message.splitlines()[0] if message else "")
