@@ -701,6 +701,8 @@ def cmd_watch(args) -> int:
     step = step_arg(args, target)
     path = step_file(step, target)
     n = f"{step:02d}"
+    if not path.parent.is_dir():
+        raise SystemExit(f"cannot watch step {n}: the folder {rel(path.parent)} does not exist")
     tty = sys.stdout.isatty()
     watcher = None
     try:

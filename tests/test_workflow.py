@@ -78,16 +78,10 @@ def test_progress_on_an_untouched_course_runs_no_check(course):
 def test_progress_checks_edited_steps_and_remembers_unchanged_ones(course):
     step01 = course / "steps" / "step_01.py"
 
-    # Edited, but TODO 1 still raises: checked, and still "not started".
-    step01.write_text(pristine_skeleton(1) + "# my notes\n")
-    out = cli(course, "progress").stdout
-    assert out.count("running the check for step") == 1 and "running the check for step 01" in out
-    assert "not started" in row(out, 1) and "TODO 1 still raises" in row(out, 1)
-
     # A wrong number: failing, with the failing check and what was expected, on one line.
     step01.write_text(WRONG_01)
     out = cli(course, "progress").stdout
-    assert "running the check for step 01" in out
+    assert out.count("running the check for step") == 1 and "running the check for step 01" in out
     assert "failing" in row(out, 1) and "1/2 checks pass" in row(out, 1)
     assert ("first failure: defaults equal transformers.GPT2Config()'s: "
             "GPT2Config().vocab_size: expected 50257, got 50000") in out
@@ -115,6 +109,23 @@ def test_progress_checks_edited_steps_and_remembers_unchanged_ones(course):
     # ... unless --no-cache says so.
     out = cli(course, "progress", "--no-cache").stdout
     assert "running the check for step 01" in out and "(cached)" not in row(out, 1)
+
+
+def test_an_edited_step_whose_todo_1_still_raises_is_not_started(course, monkeypatch):
+    monkeypatch.setattr(workflow, "ROOT", course)
+    monkeypatch.setattr(workflow, "PROGRESS_DIR", course / ".progress")
+    step01 = course / "steps" / "step_01.py"
+    step01.write_text(pristine_skeleton(1) + "# my notes\n")
+    # The verdict the check gives such a file, remembered as a check run would remember it.
+    workflow.remember_result(1, workflow.cache_key(1, "steps", None), {
+        "status": "failed", "passed": 0, "total": 2, "first_failure": {
+            "check": "defaults equal transformers.GPT2Config()'s",
+            "message": "step 01 not implemented yet: start at TODO 1 (steps/step_01.py line 15)"}})
+    said = []
+    status = workflow.step_status(1, "steps", say=said.append)
+    assert said == [] and status["cached"]
+    assert status["status"] == workflow.NOT_STARTED and "TODO 1 still raises" in status["detail"]
+    assert workflow.current_step() == 1
 
 
 def test_cache_key_covers_the_files_a_verdict_depends_on(course, monkeypatch):
