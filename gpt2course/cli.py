@@ -119,13 +119,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt2course",
                                      description="Build GPT-2 from scratch with MAX: course tools.")
     sub = parser.add_subparsers(dest="command", required=True)
+    broken: dict[str, str] = {}
     for name in COMMAND_MODULES:
         try:
             module = sys.modules[__name__] if name == __name__ else importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue  # a command module not written yet
-            raise
+        except ImportError as exc:
+            # One command's missing package (numpy before `make install`, say) must not
+            # take the others down: `doctor` exists precisely for that situation.
+            broken[name] = f"{type(exc).__name__}: {exc}"
+            continue
         module.register(sub)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit:
+        if broken:
+            print("note: some commands could not load (run `make install` or `make doctor`):\n  "
+                  + "\n  ".join(f"{k}: {v}" for k, v in broken.items()), file=sys.stderr)
+        raise
     return args.func(args)

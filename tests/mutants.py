@@ -15,7 +15,7 @@ MUTANTS: dict[int, list[tuple[str, str, str, str]]] = {
          "not shifted by num_tokens"),
     ],
     3: [
-        ("epsilon too large", "epsilon=self.eps)", "epsilon=1e-3)", "small-variance rows"),
+        ("epsilon too large", "epsilon=self.eps)", "epsilon=1e-3)", "values differ"),
         ("bias ignored", "beta=self.bias,", "beta=self.bias * 0,", "values differ"),
     ],
     4: [
