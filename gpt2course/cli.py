@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         module.register(sub)
     try:
         args = parser.parse_args(argv)
-    except SystemExit:
-        if broken:
+    except SystemExit as exc:
+        if broken and exc.code not in (0, None):
             print("note: some commands could not load (run `make install` or `make doctor`):\n  "
                   + "\n  ".join(f"{k}: {v}" for k, v in broken.items()), file=sys.stderr)
         raise
