@@ -8,8 +8,12 @@ what came out, a hint, and only then where in the learner's file it broke.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +21,12 @@ from pathlib import Path
 import pytest
 
 from gpt2course.compare import CheckFailure
-from gpt2course import manifest, maxrun, targets
+from gpt2course import ROOT, integrity, manifest, maxrun, targets
+
+# Set by `python -m gpt2course grade` for the check processes it starts (never by learners).
+GRADING_ENV = "GPT2_GRADE"
+WRITABLE_ENV = "GPT2_GRADE_WRITABLE"
+_GRADING = None  # the _Grading of this process, in a graded run
 
 
 def _live_writer(config):
@@ -52,6 +61,103 @@ def pytest_configure(config):
     config._gpt2_results = {}
     maxrun.set_reporter(_live_writer(config))
     config.addinivalue_line("markers", "needs_gpu: runs only when a GPU is visible")
+    global _GRADING
+    config._gpt2_grading = _GRADING = _Grading(config) if os.environ.get(GRADING_ENV) == "1" else None
+
+
+class _Grading:
+    """A graded run: the key from stdin, the write fence, the tamper guard, what was collected.
+
+    Everything here happens before any student code is imported (that happens in the
+    ``step`` fixture), so what it records is what the checking code was before."""
+
+    def __init__(self, config):
+        self.mac = self._read_key(config)
+        roots = [str(ROOT), tempfile.gettempdir(), os.devnull] + [
+            p for p in os.environ.get(WRITABLE_ENV, "").split(os.pathsep) if p]
+        self.fence = integrity.install_write_fence(roots)
+        self.guard = None
+        self.collected: dict[int, int] = {}
+        self.problems: list[str] = []
+        self.config = config
+
+    @staticmethod
+    def _read_key(config):
+        """One line of hex on stdin, read while pytest's capture is lifted from it."""
+        capman = config.pluginmanager.getplugin("capturemanager")
+        if capman is not None:
+            capman.suspend_global_capture(in_=True)
+        data = b""
+        try:
+            while not data.endswith(b"\n") and len(data) < 256:
+                ready, _, _ = select.select([0], [], [], 30)
+                if not ready:
+                    break
+                chunk = os.read(0, 256 - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            data = b""
+        finally:
+            if capman is not None:
+                capman.resume_global_capture()
+        try:
+            return integrity.signer(data.decode().strip()) if data.strip() else None
+        except ValueError:
+            return None
+
+    def start(self, session):
+        for item in session.items:
+            number = getattr(getattr(item, "module", None), "STEP", None)
+            if number is not None:
+                self.collected[number] = self.collected.get(number, 0) + 1
+        tests = [name for name, mod in list(sys.modules.items())
+                 if getattr(mod, "__file__", None) and Path(mod.__file__).resolve().parent == ROOT / "tests"]
+        self.guard = integrity.Guard(extra_modules=tests).snapshot(session.config.pluginmanager)
+
+    def check(self) -> None:
+        found = list(self.fence.violations)
+        del self.fence.violations[:]
+        for v in found:
+            self.problems.append(f"the submission tried to write outside its workspace: {v}")
+        if self.guard is not None:
+            for p in self.guard.verify():
+                self.problems.append(f"the submission modified the checking code: {p}")
+
+    @contextlib.contextmanager
+    def watching(self, cm):
+        try:
+            with cm:
+                yield
+        finally:
+            self.check()
+
+    def entry(self, item, call, entry) -> None:
+        if item.get_closest_marker("needs_gpu") is not None and entry["outcome"] == "skipped":
+            entry["gpu_only"] = True
+        if call.excinfo is not None and not isinstance(call.excinfo.value, CheckFailure):
+            entry["exception"] = type(call.excinfo.value).__name__
+
+    def finish(self, report: dict) -> dict:
+        self.check()
+        report["grading"] = {"collected": {f"{n:02d}": c for n, c in sorted(self.collected.items())},
+                             "problems": self.problems[:50], "signed": self.mac is not None}
+        if self.mac is not None:
+            report["signature"] = integrity.sign(self.mac, report)
+        return report
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    grading = session.config._gpt2_grading
+    if grading is not None:
+        grading.start(session)
+
+
+def pytest_runtest_logfinish(nodeid, location):
+    if _GRADING is not None:
+        _GRADING.check()
 
 
 @dataclass
@@ -72,7 +178,8 @@ class Step:
         return targets.export(self.module, self.number, name, self.path)
 
     def errors(self, doing: str):
-        return targets.learner_errors(self.number, self.path, doing)
+        cm = targets.learner_errors(self.number, self.path, doing)
+        return cm if _GRADING is None else _GRADING.watching(cm)
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +191,9 @@ def step(request) -> Step:
         s.module = targets.load(number)
     except CheckFailure as exc:
         s.error = exc
+    finally:
+        if _GRADING is not None:
+            _GRADING.check()
     return s
 
 
@@ -113,6 +223,8 @@ def pytest_runtest_makereport(item, call):
             entry["message"] = str(getattr(exc, "msg", exc))
         else:
             entry["message"] = f"{type(exc).__name__}: {exc}"
+    if item.config._gpt2_grading is not None:
+        item.config._gpt2_grading.entry(item, call, entry)
     results.append(entry)
 
 
@@ -157,6 +269,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             "status": status, "passed": passed, "total": len(checks),
             "first_failure": first_failure, "checks": checks,
         }
+    grading = config._gpt2_grading
+    if grading is not None:
+        report = grading.finish(report)
+        for problem in report["grading"]["problems"]:
+            tr.write_line(f"grading: {problem}", red=True)
     path = config.getoption("--report-json")
     if path:
         Path(path).write_text(json.dumps(report, indent=2))
