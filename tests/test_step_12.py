@@ -28,6 +28,13 @@ def hf_probs(logits: np.ndarray, temperature=1.0, top_k=None, top_p=None) -> np.
     return torch.softmax(scores, dim=-1).numpy()
 
 
+def stand_in_logits(ids):
+    """A deterministic fake model, ids -> logits over 50 tokens, that costs nothing to run."""
+    ids = np.asarray(ids)
+    rng = np.random.default_rng(int(ids.sum()) % 1000)
+    return rng.normal(size=(ids.shape[0], ids.shape[1], 50)).astype(np.float32)
+
+
 def sample(step, logits, **kw):
     fn = step.get("sample_next_token")
     with step.errors(f"sample_next_token({', '.join(f'{k}={v}' for k, v in kw.items() if k != 'rng')})"):
@@ -88,6 +95,14 @@ def test_generate_matches_hf(step):
     generate = step.get("generate_tokens")
     folder, config, _ = checks.checkpoint("small")
     ids = reference.fixed_input_ids(config.vocab_size, batch=2, seq=5, seed=5)
+    # First a stand-in model (NumPy, instant): a broken loop fails here, before a compile.
+    expected = ids.copy()
+    for _ in range(4):
+        expected = np.concatenate([expected, stand_in_logits(expected)[:, -1].argmax(-1)[:, None]], axis=1)
+    with step.errors("generate_tokens(stand_in_model, ids, 4, greedy=True)"):
+        got = np.asarray(generate(stand_in_logits, ids, 4, greedy=True))
+    expect_equal("generated ids (a stand-in model)", got, expected,
+                 "each loop: logits of the LAST position -> argmax -> append as a new column")
     model = checks.solution_model("small")
     with step.errors("generate_tokens(model, ids, 12, greedy=True)"):
         ours = np.asarray(generate(model, ids, 12, greedy=True))
