@@ -1,0 +1,307 @@
+"""`python -m gpt2course grade`: a class of fixture submissions, good, wrong, broken and hostile.
+
+One grading run (steps 01-03, two checks at a time) is shared by the module; a second, tiny
+one grades the student who loops forever with a short --timeout, at the same time. The
+fixtures live in tests/fixtures/class/ (its README lists what each student does); the run
+grades a copy, to which it adds an empty folder, two .zip files and a symbolic link.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from gpt2course import ROOT, grade, integrity
+
+FIXTURES = ROOT / "tests" / "fixtures" / "class"
+MARK = "# VANDALISED" + " by tests/fixtures/class/vandal"  # split: this file must not match
+STEPS = ("01", "02", "03")
+
+EXPECTED = {
+    "good": ("passed", "passed", "passed"),
+    "wrong": ("failed", "passed", "missing"),
+    "empty": ("missing", "missing", "missing"),
+    "syntax": ("failed", "missing", "missing"),
+    "badimport": ("failed", "missing", "missing"),
+    "raises": ("failed", "missing", "missing"),
+    "hog": ("error", "missing", "missing"),
+    "noisy": ("passed", "missing", "missing"),
+    "vandal": ("error", "missing", "missing"),
+    "quitter": ("error", "error", "error"),
+    "patcher": ("error", "error", "missing"),
+    "swapper": ("error", "missing", "missing"),
+    "peeker": ("failed", "missing", "missing"),
+    "zoe": ("passed", "missing", "missing"),        # zoe.zip, GitHub's archive layout
+    "broken": ("error", "error", "error"),          # broken.zip is not a zip
+    "linker": ("error", "missing", "missing"),      # steps/step_01.py is a symbolic link
+}
+
+# (student, step): substrings the verdict's message must contain
+MESSAGES = {
+    ("wrong", "01"): ["layer_norm_epsilon", "1e-06"],
+    ("syntax", "01"): ["syntax error", "line 16"],
+    ("badimport", "01"): ["'numpie'", "does not exist"],
+    ("raises", "01"): ["ZeroDivisionError"],
+    ("hog", "01"): ["memory"],
+    ("vandal", "01"): ["outside its workspace"],
+    ("quitter", "01"): ["SystemExit"],
+    ("quitter", "02"): ["without writing its report"],
+    ("quitter", "03"): ["signature"],
+    ("patcher", "01"): ["modified the checking code", "plugins"],
+    ("patcher", "02"): ["modified the checking code"],
+    ("swapper", "01"): ["modified the checking code", "expect_equal"],
+    ("peeker", "01"): ["solutions.solution_01", "does not exist"],
+    ("broken", "01"): ["could not read"],
+    ("linker", "01"): ["symbolic link"],
+    ("empty", "01"): ["not submitted"],
+}
+
+# The files the vandal aims at in the real repository (it appends MARK, or deletes).
+REPO_TARGETS = ["tests/test_step_01.py", "tests/test_step_02.py", "tests/test_step_03.py",
+                "solutions/solution_01.py", "solutions/solution_02.py", "gpt2course/compare.py",
+                "tests/fixtures/class/good/steps/step_01.py"]
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+def file_digest(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+def make_class(dest: Path, names=None) -> Path:
+    shutil.copytree(FIXTURES, dest, symlinks=True,
+                    ignore=None if names is None else
+                    (lambda d, entries: [e for e in entries if Path(d) == FIXTURES and e not in names]))
+    return dest
+
+
+def run_grade(class_dir: Path, out: Path, *args: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "gpt2course", "grade", str(class_dir), "--out", str(out), *args]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    base = tmp_path_factory.mktemp("grade")
+    klass = make_class(base / "class")
+    shutil.rmtree(klass / "loops")
+    (klass / "empty").mkdir()
+    with zipfile.ZipFile(klass / "zoe.zip", "w") as zf:
+        zf.write(FIXTURES / "good" / "steps" / "step_01.py", "zoe-main/steps/step_01.py")
+        zf.writestr("zoe-main/README.md", "my course work")
+    (klass / "broken.zip").write_bytes(b"this is not a zip file\n")
+    (klass / "linker" / "steps").mkdir(parents=True)
+    (klass / "linker" / "steps" / "step_01.py").symlink_to(ROOT / "solutions" / "solution_01.py")
+    loops = make_class(base / "class2", names={"loops"})
+
+    class_before = tree_digest(klass)
+    repo_before = {t: file_digest(ROOT / t) for t in REPO_TARGETS}
+    t0 = time.monotonic()
+    main = run_grade(klass, base / "out", "--steps", ",".join(STEPS), "--jobs", "2", "--timeout", "120",
+                     "--memory", "2G", "--points", "03=2")
+    second = run_grade(loops, base / "out2", "--steps", "01", "--jobs", "1", "--timeout", "10")
+    out, err = main.communicate(timeout=900)
+    out2, err2 = second.communicate(timeout=300)
+    seconds = time.monotonic() - t0
+    assert main.returncode == 0, out[-3000:] + err[-3000:]
+    assert second.returncode == 0, out2[-3000:] + err2[-3000:]
+    return {
+        "base": base, "class": klass, "out": base / "out", "out2": base / "out2", "stdout": out,
+        "stderr": err, "results": json.loads((base / "out" / "grades.json").read_text()),
+        "results2": json.loads((base / "out2" / "grades.json").read_text()),
+        "class_before": class_before, "repo_before": repo_before, "seconds": seconds,
+    }
+
+
+def statuses(results):
+    return {name: tuple(s["steps"][nn]["status"] for nn in STEPS) for name, s in results["students"].items()}
+
+
+def test_every_student_gets_the_expected_verdicts(graded):
+    assert statuses(graded["results"]) == EXPECTED
+
+
+def test_messages_say_what_went_wrong(graded):
+    students = graded["results"]["students"]
+    for (name, nn), needles in MESSAGES.items():
+        message = students[name]["steps"][nn]["message"] or ""
+        for needle in needles:
+            assert needle in message, (name, nn, message)
+    assert students["wrong"]["steps"]["01"]["check"] == "defaults equal transformers.GPT2Config()'s"
+
+
+def test_no_step_passes_that_was_not_solved(graded):
+    passed = {(name, nn) for name, s in graded["results"]["students"].items()
+              for nn, r in s["steps"].items() if r["status"] == "passed"}
+    assert passed == {("good", "01"), ("good", "02"), ("good", "03"), ("wrong", "02"),
+                      ("noisy", "01"), ("zoe", "01")}
+
+
+def test_infinite_loop_times_out_and_leaves_no_process(graded):
+    r = graded["results2"]["students"]["loops"]["steps"]["01"]
+    assert r["status"] == "timeout" and "10 s" in r["message"]
+    assert 9 < r["seconds"] < 60
+    psutil = pytest.importorskip("psutil")
+    for proc in psutil.process_iter(["cmdline"]):
+        assert not any("-loops-01" in a for a in (proc.info["cmdline"] or [])), proc
+
+
+def test_points_totals_and_reports(graded):
+    res, out = graded["results"], graded["out"]
+    assert res["points"] == {"01": 1, "02": 1, "03": 2} and res["max"] == 4
+    totals = {name: (s["total"], s["max"]) for name, s in res["students"].items()}
+    assert totals["good"] == (4, 4) and totals["wrong"] == (1, 4) and totals["vandal"] == (0, 4)
+    for name, s in res["students"].items():
+        for nn, r in s["steps"].items():
+            assert r["seconds"] >= 0 and r["max_points"] == res["points"][nn]
+    with open(out / "grades.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(EXPECTED) * len(STEPS)
+    assert all(row["student_max"] == "4" for row in rows)
+    wrong01 = next(r for r in rows if r["student"] == "wrong" and r["step"] == "01")
+    assert wrong01["status"] == "failed" and "layer_norm_epsilon" in wrong01["message"]
+    assert wrong01["first_failing_check"] == "defaults equal transformers.GPT2Config()'s"
+    with open(out / "summary.csv") as f:
+        summary = {r["student"]: r for r in csv.DictReader(f)}
+    assert summary["good"]["total"] == "4" and summary["wrong"]["s02"] == "passed"
+    suites = ET.parse(out / "junit.xml").getroot().findall("testsuite")
+    assert sorted(s.get("name") for s in suites) == sorted(EXPECTED)
+    by_name = {s.get("name"): s for s in suites}
+    assert all(len(s.findall("testcase")) == len(STEPS) for s in suites)
+    assert by_name["quitter"].get("errors") == "3" and by_name["wrong"].get("failures") == "2"
+    props = {p.get("name"): p.get("value") for p in by_name["good"].iter("property")}
+    assert props == {"total": "4", "max": "4"}
+
+
+def test_terminal_table_and_progress(graded):
+    out, err = graded["stdout"], graded["stderr"]
+    assert out.splitlines()[0].split() == ["student", *STEPS, "total"]
+    assert any(line.split()[:5] == ["good", "ok", "ok", "ok", "4/4"] for line in out.splitlines())
+    assert any(line.split()[:5] == ["wrong", "FAIL", "ok", "-", "1/4"] for line in out.splitlines())
+    assert "[19/19]" in err
+    # course files may change under a shared checkout while it runs; submissions must not
+    assert not [w for w in graded["results"]["warnings"] if str(graded["class"]) in w]
+
+
+def test_output_is_capped(graded):
+    log = graded["out"] / "logs" / "noisy" / "step_01.log"
+    assert log.stat().st_size <= grade.LOG_KEEP + 200
+    assert "bytes cut" in log.read_text()
+    assert len(graded["stdout"]) + len(graded["stderr"]) < 200_000
+
+
+def test_repository_and_other_submissions_are_untouched(graded):
+    assert tree_digest(graded["class"]) == graded["class_before"]
+    assert {t: file_digest(ROOT / t) for t in REPO_TARGETS} == graded["repo_before"]
+    for folder in ("tests", "solutions", "gpt2course"):
+        for p in (ROOT / folder).rglob("*.py"):
+            if "fixtures" not in p.parts:
+                assert MARK not in p.read_text(errors="replace"), p
+    assert not list(graded["base"].rglob("pwned.txt"))
+
+
+def test_whole_run_time(graded):
+    # not a benchmark: a guard against a grader that stops running checks in parallel
+    assert graded["seconds"] < 600
+
+
+# ------------------------------------------------------------------ pieces, without running checks
+
+def test_parse_options():
+    assert grade.parse_steps("01,02,3") == [1, 2, 3]
+    assert grade.parse_steps("1-3") == [1, 2, 3]
+    assert grade.parse_points("07=2,12=3", [1, 7, 12]) == {1: 1.0, 7: 2.0, 12: 3.0}
+    assert grade.parse_size("4G") == 4 << 30 and grade.parse_size("512MiB") == 512 << 20
+    with pytest.raises(SystemExit):
+        grade.parse_points("07:2", [7])
+
+
+def test_reads_folders_and_zips(tmp_path):
+    (tmp_path / "ann" / "steps").mkdir(parents=True)
+    (tmp_path / "ann" / "steps" / "step_02.py").write_text("x = 2\n")
+    (tmp_path / "ann" / "step_01.py").write_text("x = 1\n")
+    (tmp_path / "ann" / "step_02.py").write_text("shadowed\n")  # steps/step_02.py comes first
+    with zipfile.ZipFile(tmp_path / "bob.zip", "w") as zf:
+        zf.writestr("bob-main/steps/step_03.py", "x = 3\n")
+        zf.writestr("bob-main/solutions/solution_03.py", "not the student's\n")
+        zf.writestr("__MACOSX/bob-main/steps/step_04.py", "junk\n")
+    (tmp_path / "notes.txt").write_text("ignored\n")
+    subs, ignored = grade.collect(tmp_path)
+    assert [s.name for s in subs] == ["ann", "bob"] and ignored == ["notes.txt"]
+    assert subs[0].files == {1: b"x = 1\n", 2: b"x = 2\n"}
+    assert subs[1].files == {3: b"x = 3\n"}
+
+
+def test_judge_rejects_unsigned_incomplete_and_skipped_reports(tmp_path):
+    key = "ab" * 32
+    checks = [{"check": "a", "outcome": "passed"}, {"check": "b", "outcome": "passed"}]
+
+    def verdict(report, sign=True, rc=0):
+        if sign:
+            report["signature"] = integrity.sign(integrity.signer(key), report)
+        path = tmp_path / "r.json"
+        path.write_text(json.dumps(report))
+        return grade.judge("s", 1, key, path, rc, None, "", grade.Options())
+
+    def report(checks, collected=2, problems=()):
+        return {"target": "steps", "steps": {"01": {"status": "passed", "checks": checks, "first_failure": None}},
+                "grading": {"collected": {"01": collected}, "problems": list(problems)}}
+
+    assert verdict(report(checks)).status == "passed"
+    assert verdict(report(checks), sign=False).status == "error"
+    assert verdict(report(checks, collected=3)).status == "error"
+    assert verdict(report(checks, problems=["x"])).status == "error"
+    assert verdict(report(checks), rc=1).status == "error"
+    skipped = [checks[0], {"check": "b", "outcome": "skipped"}]
+    assert verdict(report(skipped)).status == "failed"
+    gpu = [checks[0], {"check": "b", "outcome": "skipped", "gpu_only": True}]
+    assert verdict(report(gpu)).status == "passed"
+    forged = report(checks)
+    forged["signature"] = integrity.sign(integrity.signer(key), forged)
+    forged["steps"]["01"]["checks"] = checks + checks
+    (tmp_path / "r.json").write_text(json.dumps(forged))
+    assert grade.judge("s", 1, key, tmp_path / "r.json", 0, None, "", grade.Options()).status == "error"
+
+
+def test_guard_sees_rebinding_code_swaps_and_new_globals():
+    import types
+
+    mod = types.ModuleType("gpt2course_guard_probe")
+    exec("LIMIT = [1, 2]\ndef f(x):\n    return x\nclass C:\n    def m(self):\n        return 1\n", mod.__dict__)
+    sys.modules[mod.__name__] = mod
+    try:
+        guard = integrity.Guard(prefixes=(mod.__name__,), strict=(mod.__name__,)).snapshot()
+        assert guard.verify() == []
+        mod.f.__code__ = (lambda x: 0).__code__
+        mod.C.m = lambda self: 2
+        mod.LIMIT.append(3)
+        mod.isinstance = lambda *a: True
+        problems = "\n".join(guard.verify())
+        for needle in ("f: its code was replaced", "C.m was replaced", "LIMIT was modified", "isinstance was added"):
+            assert needle in problems
+    finally:
+        del sys.modules[mod.__name__]
+
+
+def test_write_fence_paths(tmp_path):
+    fence = integrity.WriteFence([tmp_path])
+    assert fence.allowed(tmp_path / "a" / "b.txt")
+    assert not fence.allowed(tmp_path.parent / "other.txt")
+    assert not fence.allowed(str(tmp_path) + "-sibling/x")
+    (tmp_path / "link").symlink_to(tmp_path.parent)
+    assert not fence.allowed(tmp_path / "link" / "escape.txt")
