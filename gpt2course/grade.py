@@ -725,6 +725,84 @@ class Progress:
             sys.stderr.flush()
 
 
+# --------------------------------------------------------------------------- GitHub Classroom
+
+CLASSROOM_WORKFLOW = ROOT / "classroom" / ".github" / "workflows" / "classroom.yml"
+
+
+def classroom_workflow() -> str:
+    """classroom/.github/workflows/classroom.yml, one graded test per step of the manifest.
+
+    Each test runs the learners' own check (`python -m gpt2course check NN`); stderr goes to
+    stdout because the command grader fails a test that writes anything to stderr."""
+    steps = manifest.numbers()
+    lines = [
+        "# GitHub Classroom autograding for \"Build GPT-2 from scratch with MAX\": one graded test per",
+        "# step, each running the check learners run (`python -m gpt2course check NN`).",
+        "# Copy it to .github/workflows/classroom.yml in the assignment's template repository",
+        "# (classroom/README.md). Generated from gpt2course/course.toml by",
+        "# `python -m gpt2course.grade classroom-workflow`; tests/test_grade.py keeps the two in step.",
+        "name: Autograding Tests",
+        "\"on\":",
+        "  - push",
+        "  - repository_dispatch",
+        "permissions:",
+        "  checks: write",
+        "  actions: read",
+        "  contents: read",
+        "jobs:",
+        "  run-autograding-tests:",
+        "    runs-on: ubuntu-latest",
+        "    if: github.actor != 'github-classroom[bot]'",
+        "    timeout-minutes: 180",
+        "    steps:",
+        "      - name: Checkout code",
+        "        uses: actions/checkout@v4",
+        "      - name: Set up Python 3.11",
+        "        uses: actions/setup-python@v5",
+        "        with:",
+        "          python-version: \"3.11\"",
+        "          cache: pip",
+        "          cache-dependency-path: requirements.txt",
+        "      - name: Cache MAX's compiled kernels and the seeded checkpoints",
+        "        uses: actions/cache@v4",
+        "        with:",
+        "          path: |",
+        "            ~/.cache/modular",
+        "            ~/.cache/gpt2-max-course",
+        "          key: gpt2-max-${{ runner.os }}-${{ hashFiles('requirements.txt') }}-${{ github.sha }}",
+        "          restore-keys: gpt2-max-${{ runner.os }}-${{ hashFiles('requirements.txt') }}-",
+        "      - name: Install the pinned packages (torch from its CPU-only index)",
+        "        run: |",
+        "          python -m pip install --upgrade pip",
+        "          python -m pip install \"torch==$(sed -n 's/^torch==//p' requirements.txt)\" --index-url https://download.pytorch.org/whl/cpu",
+        "          python -m pip install -r requirements.txt",
+    ]
+    runners = []
+    for n in steps:
+        ident = f"step-{n:02d}"
+        runners.append(ident)
+        title = manifest.step(n)["title"].replace('"', "'")
+        lines += [
+            f"      - name: step {n:02d} - {title}",
+            f"        id: {ident}",
+            "        uses: classroom-resources/autograding-command-grader@v1",
+            "        with:",
+            f"          test-name: \"step {n:02d} - {title}\"",
+            f"          command: bash -c \"python -m gpt2course check {n:02d} 2>&1\"",
+            f"          timeout: {10 if n <= 6 else 30}",
+            "          max-score: 1",
+        ]
+    lines += [
+        "      - name: Autograding Reporter",
+        "        uses: classroom-resources/autograding-grading-reporter@v1",
+        "        env:",
+    ]
+    lines += [f"          {r.upper()}_RESULTS: \"${{{{steps.{r}.outputs.result}}}}\"" for r in runners]
+    lines += ["        with:", f"          runners: {','.join(runners)}", ""]
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- the command
 
 def grade(directory: Path, steps: list[int], points: dict[int, float], out: Path, jobs: int,
@@ -843,3 +921,13 @@ def register(sub) -> None:
                    help="do not apply the OS-level (Landlock) write fence")
     p.add_argument("--keep", action="store_true", help="keep the temporary workspaces (for debugging)")
     p.set_defaults(func=cmd_grade)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["classroom-workflow"]:
+        CLASSROOM_WORKFLOW.parent.mkdir(parents=True, exist_ok=True)
+        CLASSROOM_WORKFLOW.write_text(classroom_workflow())
+        print(f"wrote {CLASSROOM_WORKFLOW.relative_to(ROOT)}")
+    else:
+        print("usage: python -m gpt2course.grade classroom-workflow  (grading itself: python -m gpt2course grade DIR)")
+        sys.exit(2)

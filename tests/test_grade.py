@@ -305,3 +305,11 @@ def test_write_fence_paths(tmp_path):
     assert not fence.allowed(str(tmp_path) + "-sibling/x")
     (tmp_path / "link").symlink_to(tmp_path.parent)
     assert not fence.allowed(tmp_path / "link" / "escape.txt")
+
+
+def test_classroom_workflow_has_one_test_per_step():
+    text = grade.CLASSROOM_WORKFLOW.read_text()
+    assert text == grade.classroom_workflow(), \
+        "classroom.yml is out of date: run `python -m gpt2course.grade classroom-workflow`"
+    for n in grade.manifest.numbers():
+        assert f'command: bash -c "python -m gpt2course check {n:02d} 2>&1"' in text
