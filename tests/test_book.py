@@ -270,7 +270,7 @@ def test_internal_links_resolve(build):
     """Every relative href/src of every built chapter points at a file that exists (and at an
     id that exists, for links into another page)."""
     problems = []
-    pages = [html_name(f) for _, f in summary_chapters()] + ["index.html"]
+    pages = [html_name(f) for _, f in summary_chapters()] + ["index.html", "print.html"]
     for name in pages:
         page = build.out / name
         text = page.read_text()
