@@ -19,7 +19,7 @@ STEP ?=
 DIR ?=
 # doctor must work before the venv exists, so it falls back to the system python.
 DOCTOR_PY = $(if $(wildcard $(PY)),$(PY),$(PYTHON))
-STEPS := 01 02 03 04 05 06 07 08 09 10 11 12
+STEPS := 01 02 03 04 05 06 07 08 09 10 11 12 13
 
 .PHONY: help setup install warm test check-all gpt2 bench book book-build grade progress watch hint reset doctor $(addprefix s,$(STEPS))
 

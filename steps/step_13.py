@@ -1,0 +1,211 @@
+"""Step 13 (bonus): the KV cache.
+
+Step 12 generates by running the whole sequence through the model again for
+every new token, although only the newest token is new. In a GPT-2 block the
+only place where tokens meet is attention, and there an old token contributes
+nothing but its key and its value, which never change once computed (a token
+cannot see the tokens after it). So keep them: a KV cache holds, for every
+layer, the keys and values of all tokens so far.
+
+Generation then has two phases:
+  prefill: run the prompt once, with an empty cache; keep its keys and values.
+  decode:  run only the newest token; its query attends to the cached keys
+           plus its own, and its key and value are appended to the cache.
+
+The parameter names are Hugging Face's, as in step 11, so the same checkpoint
+loads: transformer.h.N.attn.c_attn, ... The cached model returns the logits
+and the grown cache: (logits, keys, values), one key and one value tensor per
+layer, each [batch, n_head, past + seq, head_dim].
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from max.driver import Device
+from max.dtype import DType
+from max.experimental import functional as F
+from max.experimental.nn import Embedding, Linear, Module, ModuleList
+from max.experimental.tensor import Tensor
+from max.graph import Dim
+
+from solutions.solution_01 import GPT2Config
+from solutions.solution_03 import LayerNorm
+from solutions.solution_04 import GPT2MLP
+from solutions.solution_07 import GPT2MultiHeadAttention
+from solutions.solution_12 import sample_next_token
+
+
+# ANCHOR: positions
+def new_positions(past_length: Dim, seq_length: Dim, *, device: Device) -> Tensor:
+    """The absolute positions of the new tokens: past_length, ..., past_length + seq_length - 1."""
+    # TODO 1: The new tokens come after the cached ones: the first new token
+    # sits at position past_length, not 0. Make the int64 positions
+    # past_length .. past_length + seq_length - 1 on the given device.
+    # Hint: Tensor.arange(past_length, past_length + seq_length,
+    # out_dim=seq_length, dtype=DType.int64, device=device)
+    #>>> TODO 1
+    raise NotImplementedError("step 13, TODO 1")
+    #<<< TODO 1
+# ANCHOR_END: positions
+
+
+# ANCHOR: mask
+def cached_causal_mask(
+    past_length: Dim, seq_length: Dim, *, dtype: DType, device: Device
+) -> Tensor:
+    """The additive mask [seq_length, past_length + seq_length] for new tokens after a cache.
+
+    It is step 02's ``causal_mask(seq_length, past_length)``, built from
+    positions: new token i sits at position past_length + i and may see every
+    key at that position or before.
+    """
+    # TODO 2: Compare positions: key j is allowed for query i when
+    # key_position[j] <= query_position[i]. Allowed entries are 0, the others
+    # -inf. The query positions are new_positions(...); the key positions are
+    # 0 .. past_length + seq_length - 1.
+    # Hint: reshape the query positions to [seq, 1] and the key positions to
+    # [1, total] so that <= broadcasts; then F.where(allowed, 0.0, float("-inf"))
+    #>>> TODO 2
+    raise NotImplementedError("step 13, TODO 2")
+    #<<< TODO 2
+# ANCHOR_END: mask
+
+
+# ANCHOR: attention
+class GPT2AttentionWithCache(GPT2MultiHeadAttention):
+    """Step 07's attention, reading and growing a KV cache.
+
+    Same parameters (c_attn, c_proj) and the same head splitting; forward
+    takes this layer's cached keys and values [batch, n_head, past, head_dim]
+    and returns (output, keys, values) with the new tokens' keys and values
+    appended.
+    """
+
+    def forward(self, hidden_states: Tensor, past_key: Tensor, past_value: Tensor):
+        qkv = self.c_attn(hidden_states)
+        query, key, value = F.split(qkv, [self.n_embd] * 3, axis=-1)
+        query = self.split_heads(query)
+        key = self.split_heads(key)
+        value = self.split_heads(value)
+        # TODO 3: Append the new keys and values to the cached ones, along the
+        # sequence axis (axis 2 of [batch, n_head, seq, head_dim]). The queries
+        # stay the new tokens' only.
+        # Hint: F.concat([past_key, key], axis=2)
+        #>>> TODO 3
+        raise NotImplementedError("step 13, TODO 3")
+        #<<< TODO 3
+        # TODO 4: Attention of the new queries over all keys: scores scaled by
+        # 1 / sqrt(head_dim), plus cached_causal_mask, softmax, times values.
+        # Hint: cached_causal_mask(past_key.shape[2], hidden_states.shape[1],
+        # dtype=scores.dtype, device=scores.device)
+        #>>> TODO 4
+        raise NotImplementedError("step 13, TODO 4")
+        #<<< TODO 4
+        return self.c_proj(self.merge_heads(attended)), key, value
+# ANCHOR_END: attention
+
+
+class GPT2BlockWithCache(Module):
+    """Step 09's block with the cached attention: returns (hidden_states, keys, values)."""
+
+    def __init__(self, config: GPT2Config) -> None:
+        self.ln_1 = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = GPT2AttentionWithCache(config)
+        self.ln_2 = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = GPT2MLP(config.inner_dim, config)
+
+    def forward(self, hidden_states: Tensor, past_key: Tensor, past_value: Tensor):
+        attn_output, key, value = self.attn(self.ln_1(hidden_states), past_key, past_value)
+        hidden_states = hidden_states + attn_output
+        hidden_states = hidden_states + self.mlp(self.ln_2(hidden_states))
+        return hidden_states, key, value
+
+
+# ANCHOR: model
+class GPT2ModelWithCache(Module):
+    """Step 10's model body with a KV cache.
+
+    forward(input_ids [batch, seq], past_keys, past_values) -> (hidden states
+    [batch, seq, n_embd], keys, values), where past_keys and past_values hold
+    one tensor per layer.
+    """
+
+    def __init__(self, config: GPT2Config) -> None:
+        self.wte = Embedding(config.vocab_size, dim=config.n_embd)
+        self.wpe = Embedding(config.n_positions, dim=config.n_embd)
+        self.h = ModuleList(GPT2BlockWithCache(config) for _ in range(config.n_layer))
+        self.ln_f = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+
+    def forward(self, input_ids: Tensor, past_keys: list[Tensor], past_values: list[Tensor]):
+        past_length, seq_length = past_keys[0].shape[2], input_ids.shape[-1]
+        # TODO 5: Embed the new tokens at their true positions: the position
+        # embeddings of past_length .. past_length + seq_length - 1.
+        # Hint: self.wpe(new_positions(past_length, seq_length, device=input_ids.device))
+        #>>> TODO 5
+        raise NotImplementedError("step 13, TODO 5")
+        #<<< TODO 5
+        # TODO 6: Run the blocks in order, each with its own layer's cache, and
+        # collect the keys and values each block returns.
+        # Hint: for block, past_key, past_value in zip(self.h, past_keys, past_values): ...
+        #>>> TODO 6
+        raise NotImplementedError("step 13, TODO 6")
+        #<<< TODO 6
+        return self.ln_f(hidden_states), keys, values
+# ANCHOR_END: model
+
+
+class MaxGPT2LMHeadModelWithCache(Module):
+    """Step 11's language model with a KV cache: (logits [batch, seq, vocab], keys, values)."""
+
+    def __init__(self, config: GPT2Config) -> None:
+        self.config = config
+        self.transformer = GPT2ModelWithCache(config)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
+
+    def forward(self, input_ids: Tensor, past_keys: list[Tensor], past_values: list[Tensor]):
+        hidden_states, keys, values = self.transformer(input_ids, past_keys, past_values)
+        return self.lm_head(hidden_states), keys, values
+
+
+# A cached model for generation: (token ids [batch, seq], cache or None) ->
+# (logits [batch, seq, vocab_size] as NumPy, the grown cache). None means an
+# empty cache. The cache is opaque here: whatever the model hands back is what
+# it wants the next time (gpt2course.runtime keeps it on the device).
+CachedLogitsFn = Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
+
+
+# ANCHOR: generate
+def generate_with_cache(
+    model: CachedLogitsFn,
+    input_ids: np.ndarray,
+    max_new_tokens: int,
+    *,
+    eos_token_id: int | None = None,
+    seed: int | None = None,
+    **sampling,
+) -> np.ndarray:
+    """Step 12's generate_tokens with a KV cache; returns the prompt and the new ids."""
+    rng = np.random.default_rng(seed)
+    ids = np.asarray(input_ids, dtype=np.int64)
+    if max_new_tokens <= 0:
+        return ids
+    # TODO 7: Prefill: run the whole prompt once, starting from an empty cache
+    # (None), and keep the cache the model returns.
+    # Hint: logits, cache = model(ids, None)
+    #>>> TODO 7
+    raise NotImplementedError("step 13, TODO 7")
+    #<<< TODO 7
+    for i in range(max_new_tokens):
+        next_token = sample_next_token(logits[:, -1, :], rng=rng, **sampling)
+        ids = np.concatenate([ids, next_token[:, None]], axis=1)
+        if i == max_new_tokens - 1 or (eos_token_id is not None and np.all(next_token == eos_token_id)):
+            break
+        # TODO 8: Decode: run only the token just chosen ([batch, 1]) with the
+        # cache; everything before it is in the cache already.
+        # Hint: logits, cache = model(next_token[:, None], cache)
+        #>>> TODO 8
+        raise NotImplementedError("step 13, TODO 8")
+        #<<< TODO 8
+    return ids
+# ANCHOR_END: generate

@@ -1,0 +1,215 @@
+"""Step 13 check: the KV cache.
+
+The cached model (MaxGPT2LMHeadModelWithCache) must give, at every position,
+the logits Hugging Face's GPT-2 gives without a cache: for the prompt
+(prefill), for each token decoded one at a time, and for several new tokens at
+once after a cache. Then generate_with_cache must produce, greedily, exactly
+Hugging Face's generate(do_sample=False) tokens. All on the 124M-shaped seeded
+checkpoint: the cached model is compiled once (about as long as step 11's
+model; cached afterwards).
+"""
+
+import functools
+
+import numpy as np
+
+from gpt2course import checks, maxrun, reference, runtime
+from gpt2course.checks import ATOL
+from gpt2course.compare import CheckFailure, compare, expect_equal
+
+STEP = 13
+CKPT = "124m"
+EXPORT = "MaxGPT2LMHeadModelWithCache"
+PROMPT = 4          # tokens in the prefill
+DECODE_UNTIL = 9    # then one token at a time, positions 4..8
+SEQ = 12            # then positions 9..11 in one call, after the cache
+NEW_TOKENS = 32     # greedy generation length
+TOL = 5 * ATOL      # 12 layers of float32 in a different order than torch
+
+
+def make(cls):
+    _, config, _ = checks.checkpoint(CKPT)
+    return cls(checks.course_config(config))
+
+
+@functools.lru_cache(maxsize=1)
+def wts():
+    return checks.max_weights("", CKPT)
+
+
+def ids(seq=SEQ):
+    _, config, _ = checks.checkpoint(CKPT)
+    return reference.fixed_input_ids(config.vocab_size, 2, seq)
+
+
+def helpers_ok(step):
+    """The model checks need the two helpers; if one failed, they are skipped (no compile)."""
+    checks.once(step, "positions", lambda: _positions(step))
+    checks.once(step, "mask", lambda: _mask(step))
+
+
+def model_fn(step):
+    """The learner's cached model, compiled once, as (ids, cache | None) -> (logits, cache)."""
+    helpers_ok(step)
+    checks.parameters_match(step, EXPORT, make, wts(), EXPORT)
+
+    def fn():
+        _, config, _ = checks.checkpoint(CKPT)
+        cfg = checks.course_config(config)
+        dev = maxrun.device()
+        module = checks.build_module(step, EXPORT, make, EXPORT)
+        maxrun._say(f"  compiling {EXPORT} with MAX (first time ~2-4 min on a laptop CPU; "
+                    "unchanged code is cached and takes seconds) ...")
+        with step.errors(f"compiling {EXPORT}"):
+            compiled = runtime.compile_cached(module, cfg, wts(), dev, EXPORT, quiet=True)
+        fn = runtime.cached_logits_fn(compiled, cfg, dev)
+
+        def run(x, cache):
+            with step.errors(f"running {EXPORT}"):
+                return fn(x, cache)
+        return run
+    return checks.once(step, "compiled", fn)
+
+
+def hf_logits():
+    folder, _, _ = checks.checkpoint(CKPT)
+    return reference.capture(folder, ids()).logits
+
+
+def hf_trap_logits(token_pos: int, *, position: int | None, with_cache: bool) -> np.ndarray:
+    """Hugging Face's logits for the token at ``token_pos`` fed as one decode step, but with a
+    chosen mistake: its position id replaced, or no cache at all."""
+    import torch
+    from transformers import DynamicCache
+
+    folder, _, _ = checks.checkpoint(CKPT)
+    model = reference.hf_model(str(folder))
+    x = torch.from_numpy(ids())
+    with torch.no_grad():
+        past = DynamicCache()
+        if with_cache:
+            model(x[:, :token_pos], cache=past, use_cache=True)
+        pos = token_pos if position is None else position
+        out = model(x[:, token_pos:token_pos + 1], cache=past, use_cache=True,
+                    position_ids=torch.full((x.shape[0], 1), pos, dtype=torch.long))
+    return out.logits.float().numpy()
+
+
+def run_sequence(step):
+    """Prefill 4 tokens, decode positions 4..8 one by one, then 9..11 in one call."""
+    def fn():
+        model = model_fn(step)
+        x = ids()
+        outs = {}
+        logits, cache = model(x[:, :PROMPT], None)
+        outs["prefill"] = logits
+        for pos in range(PROMPT, DECODE_UNTIL):
+            logits, cache = model(x[:, pos:pos + 1], cache)
+            outs[pos] = logits
+        logits, cache = model(x[:, DECODE_UNTIL:], cache)
+        outs["chunk"] = logits
+        return outs
+    return checks.once(step, "sequence", fn)
+
+
+def _positions(step):
+    fn = step.get("new_positions")
+    from max.driver import CPU
+
+    with step.errors("new_positions(past_length=3, seq_length=4)"):
+        got = maxrun.to_host(fn(3, 4, device=CPU()), "new_positions")
+    expect_equal("new_positions(past_length=3, seq_length=4)", got.astype(np.int64),
+                 np.array([3, 4, 5, 6]),
+                 "the new tokens come after the 3 cached ones: positions 3, 4, 5, 6 (not 0, 1, 2, 3)")
+    return got
+
+
+def _mask(step):
+    fn = step.get("cached_causal_mask")
+    from max.driver import CPU
+    from max.dtype import DType
+
+    with step.errors("cached_causal_mask(past_length=2, seq_length=3)"):
+        got = maxrun.to_host(fn(2, 3, dtype=DType.float32, device=CPU()), "cached_causal_mask")
+    want = np.triu(np.full((3, 5), -np.inf, dtype=np.float32), k=3)
+    compare("cached_causal_mask(past_length=2, seq_length=3)", got, want, atol=0, rtol=0, traps={
+        "no offset": (np.triu(np.full((3, 5), -np.inf, dtype=np.float32), k=1),
+                      "the queries' positions start at 0; new token i sits at past_length + i"),
+        "no mask": (np.zeros((3, 5), dtype=np.float32), "nothing is masked: new tokens see the future"),
+    }, hint="row i (position past_length + i) sees columns 0 .. past_length + i: "
+            "[[0, 0, 0, -inf, -inf], [0, 0, 0, 0, -inf], [0, 0, 0, 0, 0]]")
+    return got
+
+
+def test_positions(step):
+    """new_positions counts on from the cache length (TODO 1)"""
+    checks.once(step, "positions", lambda: _positions(step))
+
+
+def test_mask(step):
+    """cached_causal_mask lets each new token see the cache and the new tokens up to itself (TODO 2)"""
+    checks.once(step, "mask", lambda: _mask(step))
+
+
+def test_parameters(step):
+    """the cached model's parameters carry Hugging Face's names and shapes (the same checkpoint loads)"""
+    checks.parameters_match(step, EXPORT, make, wts(), EXPORT,
+                            hint="the cached model has the same parameters as step 11's: "
+                                 "transformer.wte, transformer.wpe, transformer.h.N..., transformer.ln_f, lm_head")
+
+
+def test_prefill(step):
+    """prefill (the prompt, empty cache): logits equal Hugging Face's at every prompt position"""
+    out = run_sequence(step)["prefill"]
+    compare(f"logits of the {PROMPT}-token prompt", out, hf_logits()[:, :PROMPT], atol=TOL, rtol=TOL,
+            hint="with an empty cache the model must compute exactly step 11's logits: "
+                 "check the attention (TODO 3, 4) and the positions (TODO 5)")
+
+
+def test_decode(step):
+    """decode, one token at a time: logits equal the uncached model's at every position"""
+    outs = run_sequence(step)
+    want = hf_logits()
+    for pos in range(PROMPT, DECODE_UNTIL):
+        traps = {}
+        if pos == PROMPT:
+            traps = {
+                "position 0": (lambda: hf_trap_logits(pos, position=0, with_cache=True),
+                               "the new token was embedded at position 0; it sits at the cache length "
+                               "(TODO 5: new_positions(past_length, seq_length))"),
+                "no cache": (lambda: hf_trap_logits(pos, position=0, with_cache=False),
+                             "the new token saw only itself: the cache did not reach it (is the "
+                             "grown cache returned and passed on? TODO 3, 6)"),
+            }
+        compare(f"logits of the token at position {pos} (decode step {pos - PROMPT + 1}, cache length {pos})",
+                outs[pos], want[:, pos:pos + 1], atol=TOL, rtol=TOL, traps=traps,
+                hint="a decode step feeds one token and the cache: its position is the cache length "
+                     "(TODO 5), its key and value are appended to the cache (TODO 3) and every block's "
+                     "grown cache is returned (TODO 6)")
+
+
+def test_chunk_after_cache(step):
+    """several new tokens at once after a cache: logits equal the uncached model's"""
+    out = run_sequence(step)["chunk"]
+    compare(f"logits of positions {DECODE_UNTIL}..{SEQ - 1} fed together after a cache of {DECODE_UNTIL}",
+            out, hf_logits()[:, DECODE_UNTIL:], atol=TOL, rtol=TOL,
+            hint="among several new tokens the causal mask still applies, shifted by the cache "
+                 "length: cached_causal_mask(past_length, seq_length) (TODO 2, 4)")
+
+
+def test_generate_greedy(step):
+    """greedy generate_with_cache equals Hugging Face generate(do_sample=False), 32 new tokens"""
+    model = model_fn(step)
+    generate = step.get("generate_with_cache")
+    folder, _, _ = checks.checkpoint(CKPT)
+    prompt = ids(7)
+    with step.errors("generate_with_cache(model, ids, 32, greedy=True)"):
+        got = generate(model, prompt, NEW_TOKENS, greedy=True)
+    got = np.asarray(got)
+    if got.shape != (prompt.shape[0], prompt.shape[1] + NEW_TOKENS):
+        raise CheckFailure(f"generate_with_cache returned shape {list(got.shape)}; expected "
+                           f"{[prompt.shape[0], prompt.shape[1] + NEW_TOKENS]} (the prompt and "
+                           f"{NEW_TOKENS} new tokens)",
+                           "append exactly one token per step and return the prompt with them")
+    expect_equal("greedy tokens with the cache", got, reference.hf_generate_greedy(folder, prompt, NEW_TOKENS),
+                 "prefill once (TODO 7), then feed only the newest token with the cache (TODO 8)")
