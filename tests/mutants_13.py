@@ -31,4 +31,8 @@ MUTANTS = [
     ("decode feeds every token again",
      "        logits, cache = model(next_token[:, None], cache)",
      "        logits, cache = model(ids, cache)"),
+    # TODO 8: the grown cache thrown away; every decode step gets the prefill's cache.
+    ("decode reuses the prefill's cache",
+     "        logits, cache = model(next_token[:, None], cache)",
+     "        logits, _ = model(next_token[:, None], cache)"),
 ]

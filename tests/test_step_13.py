@@ -197,6 +197,57 @@ def test_chunk_after_cache(step):
                  "length: cached_causal_mask(past_length, seq_length) (TODO 2, 4)")
 
 
+class RecordingModel:
+    """A NumPy stand-in for the cached model: the next token is always (last token + 1) % 11,
+    and every call is recorded with the cache object it was given."""
+
+    VOCAB = 11
+
+    def __init__(self):
+        self.calls = []
+        self.returned = []
+
+    def __call__(self, ids, cache):
+        ids = np.asarray(ids)
+        self.calls.append((tuple(ids.shape), cache))
+        logits = np.zeros((ids.shape[0], ids.shape[1], self.VOCAB), dtype=np.float32)
+        rows = np.arange(ids.shape[0])
+        logits[rows, -1, (ids[:, -1] + 1) % self.VOCAB] = 1.0
+        self.returned.append(object())  # a fresh cache object every call
+        return logits, self.returned[-1]
+
+
+def test_generate_calls(step):
+    """generate_with_cache runs the prompt once, then only the newest token with the latest cache"""
+    generate = step.get("generate_with_cache")
+    model = RecordingModel()
+    prompt = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int64)
+    with step.errors("generate_with_cache(model, ids, 4, greedy=True)"):
+        got = np.asarray(generate(model, prompt, 4, greedy=True))
+    shapes = [shape for shape, _ in model.calls]
+    if not shapes or shapes[0] != (2, 3) or model.calls[0][1] is not None:
+        raise CheckFailure(f"the first model call got ids of shape {list(shapes[0]) if shapes else None} and "
+                           f"cache {model.calls[0][1] if shapes else None!r}; the prefill runs the whole "
+                           "prompt [2, 3] with no cache (None)", "TODO 7: logits, cache = model(ids, None)")
+    for i, shape in enumerate(shapes[1:], 2):
+        if shape != (2, 1):
+            raise CheckFailure(f"model call {i} got ids of shape {list(shape)}; a decode step feeds only "
+                               "the token just chosen, [batch, 1]: the rest is in the cache",
+                               "TODO 8: model(next_token[:, None], cache)")
+    for i in range(1, len(model.calls)):
+        if model.calls[i][1] is not model.returned[i - 1]:
+            raise CheckFailure(f"model call {i + 1} was not given the cache that call {i} returned; "
+                               "each call returns the grown cache, and the next call needs that one",
+                               "TODO 8: logits, cache = model(next_token[:, None], cache)")
+    if len(shapes) != 4:
+        raise CheckFailure(f"generating 4 tokens called the model {len(shapes)} times; it takes 4 calls: "
+                           "the prefill (which gives the first token) and 3 decode steps",
+                           "the last chosen token needs no further model call")
+    expect_equal("generate_with_cache with a model that counts up", got,
+                 np.array([[1, 2, 3, 4, 5, 6, 7], [4, 5, 6, 7, 8, 9, 10]]),
+                 "append each chosen token to the ids and return the prompt with the new tokens")
+
+
 def test_generate_greedy(step):
     """greedy generate_with_cache equals Hugging Face generate(do_sample=False), 32 new tokens"""
     model = model_fn(step)
