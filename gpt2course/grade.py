@@ -314,7 +314,7 @@ class Runner:
         check = check_command(step, "steps", self.opts.device, str(report))
         real = str(ROOT / "tests" / f"test_step_{step:02d}.py")
         check = [str(ws / "tests" / f"test_step_{step:02d}.py") if a == real else a for a in check]
-        writable = [str(ws), str(self.cache), "/dev/shm", os.devnull, *self.opts.extra_writable]
+        writable = [str(ws), *self.shared_writable(), os.devnull]
         sandbox = [sys.executable, "-m", "gpt2course.integrity", "sandbox", "--memory", str(self.opts.memory)]
         for w in writable:
             sandbox += ["--write", w]
@@ -322,13 +322,23 @@ class Runner:
             sandbox.append("--no-landlock")
         return sandbox + ["--", *check]
 
+    def shared_writable(self) -> list[str]:
+        """What every check may write besides its workspace: MAX's kernel cache, /dev/shm
+        (multiprocessing's semaphores), the GPU's device files with --device gpu, --allow-write."""
+        paths = [str(self.cache), "/dev/shm"]
+        if (self.opts.device or "cpu").lower() != "cpu":
+            import glob
+
+            paths += sorted(glob.glob("/dev/nvidia*")) + [p for p in ("/dev/dri", "/dev/kfd") if os.path.exists(p)]
+        return paths + list(self.opts.extra_writable)
+
     def env(self, ws: Path) -> dict:
         env = {k: v for k, v in os.environ.items()
                if k not in ("GPT2_TARGET", "GPT2_DEVICE", "PYTEST_ADDOPTS", "PYTEST_PLUGINS")
                and not k.startswith("GPT2_GRADE")}
         env.update(PYTHONPATH=str(ws), TMPDIR=str(ws / "tmp"), PYTHONDONTWRITEBYTECODE="1",
                    PYTHONUNBUFFERED="1", GPT2_GRADE="1",
-                   GPT2_GRADE_WRITABLE=os.pathsep.join([str(self.cache), "/dev/shm", *self.opts.extra_writable]))
+                   GPT2_GRADE_WRITABLE=os.pathsep.join(self.shared_writable()))
         return env
 
     def _run(self, sub: Submission, step: int, job: Path, ws: Path) -> Verdict:
