@@ -79,6 +79,7 @@ class _Grading:
         self.guard = None
         self.collected: dict[int, int] = {}
         self.problems: list[str] = []
+        self.ledger: list[tuple[int, str]] = []  # each result as first recorded, frozen as text
         self.config = config
 
     @staticmethod
@@ -138,9 +139,15 @@ class _Grading:
             entry["gpu_only"] = True
         if call.excinfo is not None and not isinstance(call.excinfo.value, CheckFailure):
             entry["exception"] = type(call.excinfo.value).__name__
+        self.ledger.append((getattr(item.module, "STEP", None), json.dumps(entry, sort_keys=True, default=str)))
 
     def finish(self, report: dict) -> dict:
         self.check()
+        results = self.config._gpt2_results
+        now = [(n, json.dumps(c, sort_keys=True, default=str)) for n in results for c in results[n]]
+        if sorted(now, key=str) != sorted(self.ledger, key=str):
+            self.problems.append("the submission modified the checking code: "
+                                 "results were changed after they were recorded")
         report["grading"] = {"collected": {f"{n:02d}": c for n, c in sorted(self.collected.items())},
                              "problems": self.problems[:50], "signed": self.mac is not None}
         if self.mac is not None:

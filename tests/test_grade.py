@@ -41,6 +41,7 @@ EXPECTED = {
     "quitter": ("error", "error", "error"),
     "patcher": ("error", "error", "missing"),
     "swapper": ("error", "missing", "missing"),
+    "rewriter": ("error", "missing", "missing"),
     "peeker": ("failed", "missing", "missing"),
     "zoe": ("passed", "missing", "missing"),        # zoe.zip, GitHub's archive layout
     "broken": ("error", "error", "error"),          # broken.zip is not a zip
@@ -61,6 +62,7 @@ MESSAGES = {
     ("patcher", "01"): ["modified the checking code", "plugins"],
     ("patcher", "02"): ["modified the checking code"],
     ("swapper", "01"): ["modified the checking code", "expect_equal"],
+    ("rewriter", "01"): ["results were changed after they were recorded"],
     ("peeker", "01"): ["solutions.solution_01", "does not exist"],
     ("broken", "01"): ["could not read"],
     ("linker", "01"): ["symbolic link"],
@@ -193,7 +195,7 @@ def test_terminal_table_and_progress(graded):
     assert out.splitlines()[0].split() == ["student", *STEPS, "total"]
     assert any(line.split()[:5] == ["good", "ok", "ok", "ok", "4/4"] for line in out.splitlines())
     assert any(line.split()[:5] == ["wrong", "FAIL", "ok", "-", "1/4"] for line in out.splitlines())
-    assert "[19/19]" in err
+    assert "[20/20]" in err
     # course files may change under a shared checkout while it runs; submissions must not
     assert not [w for w in graded["results"]["warnings"] if str(graded["class"]) in w]
 
