@@ -282,6 +282,7 @@ class Runner:
         self.course, self.work, self.logs, self.opts = course, work, logs, opts
         self.lock = threading.Lock()
         self.active: set[int] = set()
+        self.stopping = False
         self.cache = modular_cache()
         self.counter = 0
         try:
@@ -348,6 +349,8 @@ class Runner:
         reason = None
         with open(log_path, "wb") as log:
             with self.lock:
+                if self.stopping:
+                    raise KeyboardInterrupt
                 proc = subprocess.Popen(self.command(step, ws, report_path), cwd=ws, env=self.env(ws),
                                         stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
@@ -432,6 +435,16 @@ class Runner:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:  # pragma: no cover
             pass
+
+    def stop(self) -> None:
+        """Ctrl-C: start nothing new and kill what runs (each check is its own process group)."""
+        with self.lock:
+            self.stopping = True
+            for pid in list(self.active):
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
 
     def sweep(self) -> None:
         """Kills and reaps orphans a check left behind (they are re-parented to us, the subreaper)."""
@@ -848,9 +861,10 @@ def grade(directory: Path, steps: list[int], points: dict[int, float], out: Path
     os.chmod(work, 0o700)
     progress = Progress(len(todo))
     runner = Runner(course, work, logs, opts)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = {pool.submit(runner.run, sub, n): (sub, n) for sub, n in todo}
+        futures = {pool.submit(runner.run, sub, n): (sub, n) for sub, n in todo}
+        try:
             for fut in concurrent.futures.as_completed(futures):
                 sub, n = futures[fut]
                 try:
@@ -860,7 +874,13 @@ def grade(directory: Path, steps: list[int], points: dict[int, float], out: Path
                                 f"{type(exc).__name__}: {exc}")
                 verdicts[(sub.name, n)] = v
                 progress.update(v)
+        except KeyboardInterrupt:
+            for fut in futures:
+                fut.cancel()
+            runner.stop()
+            raise
     finally:
+        pool.shutdown(wait=True)
         runner.sweep()
         if not opts.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -898,7 +918,17 @@ def cmd_grade(args) -> int:
                    device=args.device, landlock=not args.no_sandbox,
                    extra_writable=tuple(os.path.abspath(p) for p in args.allow_write), keep=args.keep)
     out = Path(args.out)
-    results = grade(directory.resolve(), steps, points, out, args.jobs or os.cpu_count() or 1, opts)
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)
+    try:
+        results = grade(directory.resolve(), steps, points, out, args.jobs or os.cpu_count() or 1, opts)
+    except KeyboardInterrupt:
+        print("\ngrading interrupted: the running checks were stopped; no reports written", file=sys.stderr)
+        return 130
     paths = write_reports(out, results)
     print(table(results))
     text = details(results)
