@@ -37,7 +37,6 @@ import hashlib
 import hmac
 import json
 import os
-import resource
 import sys
 import threading
 import types
@@ -462,6 +461,7 @@ def restrict_writes(paths) -> int:
 def sandbox_main(argv: list[str]) -> int:
     """``sandbox [--write DIR]... [--memory BYTES] [--no-landlock] -- COMMAND...``: limit, fence, exec."""
     import argparse
+    import resource  # Unix only: imported here so learners' checks never need it
 
     if "--" not in argv:
         print("usage: python -m gpt2course.integrity sandbox [--write DIR]... [--memory BYTES] -- CMD...",
