@@ -42,7 +42,9 @@ from gpt2course import ROOT, integrity, manifest
 
 STATUSES = ("passed", "failed", "error", "timeout", "missing")
 MARKS = {"passed": "ok", "failed": "FAIL", "error": "ERR", "timeout": "TIME", "missing": "-"}
-DEFAULT_TIMEOUT = 600.0
+# A step-10 or -11 check that compiles its model from scratch (a student whose code differs
+# from the solution) took up to 15 min here with both cores busy; seconds when cached.
+DEFAULT_TIMEOUT = 1200.0
 # RLIMIT_DATA per process (and an RSS watchdog). Step 03 passes with 1 GiB and fails with
 # 512 MiB; steps 10-11 also check at GPT-2 124M shapes (two copies of 500 MB of weights plus a
 # MAX compile), hence the headroom.
