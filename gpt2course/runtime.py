@@ -72,8 +72,7 @@ def _device_name(dev) -> str:
         return "gpu"
 
 
-def _compile(module, input_types, state_max: dict, dev, what: str, quiet: bool,
-             num_threads: int | None = None):
+def _compile(module, input_types, state_max: dict, dev, what: str, quiet: bool):
     from max.experimental.tensor import Tensor
 
     if module.device != dev:
@@ -81,15 +80,10 @@ def _compile(module, input_types, state_max: dict, dev, what: str, quiet: bool,
         # seconds at 124M); skip it when the module is already where it runs.
         module.to(dev)
     wts = {k: Tensor.from_dlpack(np.ascontiguousarray(v)).to(dev) for k, v in state_max.items()}
-    session = None
-    if num_threads:
-        from max.engine import InferenceSession
-
-        session = InferenceSession(devices=[dev], num_threads=num_threads)
     t0 = time.perf_counter()
     _say(f"compiling {what} with MAX (the first time takes a few minutes on a laptop CPU; "
          "after that it is cached and takes seconds) ...", quiet)
-    compiled = module.compile(*input_types, weights=wts, session=session)
+    compiled = module.compile(*input_types, weights=wts)
     _say(f"compiled in {time.perf_counter() - t0:.1f}s", quiet)
     return compiled
 
@@ -112,15 +106,14 @@ def empty_cache_tensors(config, batch: int, dev) -> list:
     return [Tensor.from_dlpack(empty.copy()).to(dev) for _ in range(config.n_layer)]
 
 
-def compile_cached(module, config, state_max: dict, dev, what: str, quiet: bool = False,
-                   num_threads: int | None = None):
+def compile_cached(module, config, state_max: dict, dev, what: str, quiet: bool = False):
     """Compiles a cached GPT-2 (forward(ids, past_keys, past_values)) for any batch, length, cache."""
     from max.dtype import DType
     from max.graph import TensorType
 
     ids_type = TensorType(DType.int64, ["batch", "seq"], device=dev)
     return _compile(module, [ids_type, cache_types(config, dev), cache_types(config, dev)],
-                    state_max, dev, what, quiet, num_threads)
+                    state_max, dev, what, quiet)
 
 
 def _ids_tensor(ids: np.ndarray, dev):
@@ -158,8 +151,7 @@ class CachedEngine:
 
     cached = True
 
-    def __init__(self, folder: str | Path, *, device: str | None = None, quiet: bool = False,
-                 num_threads: int | None = None) -> None:
+    def __init__(self, folder: str | Path, *, device: str | None = None, quiet: bool = False) -> None:
         from max.experimental import functional as F
         from max.experimental.tensor import default_device
 
@@ -174,7 +166,7 @@ class CachedEngine:
         with F.lazy(), default_device(self.dev):
             module = cls(self.config)
         self.compiled = compile_cached(module, self.config, weights_mod.to_max(state), self.dev,
-                                       "GPT-2 with a KV cache", quiet, num_threads)
+                                       "GPT-2 with a KV cache", quiet)
 
     def _run(self, ids: np.ndarray, cache: Cache) -> tuple[np.ndarray, Cache]:
         logits, keys, values = self.compiled(_ids_tensor(ids, self.dev), cache.keys, cache.values)
