@@ -35,8 +35,26 @@ MISTAKES = {
     # The original Transformer paper scales embeddings by sqrt(d_model); GPT-2 does not.
     5: ("return self.wte(input_ids)", "return self.wte(input_ids) * 768 ** 0.5"),
     6: ("return self.wpe(positions)", "return self.wpe(positions + 1)"),
+    # Scores left unscaled: softmax saturates as head_dim grows.
+    7: ("/ math.sqrt(self.head_dim)", "/ 1.0"),
+    # Post-norm (the original Transformer's order): LayerNorm(x + sublayer(x)).
+    8: ("return apply_residual_connection(x, self.sublayer(self.ln(x)))",
+        "return self.ln(apply_residual_connection(x, self.sublayer(x)))"),
+    # The MLP's output replaces the residual stream instead of being added to it.
+    9: ("hidden_states = hidden_states + self.mlp(self.ln_2(hidden_states))",
+        "hidden_states = self.mlp(self.ln_2(hidden_states))"),
+    # Positions counted from 1.
+    10: ("positions = Tensor.arange(seq, dtype", "positions = 1 + Tensor.arange(seq, dtype"),
+    # A bias on the language-model head, which GPT-2 does not have.
+    11: ("self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)",
+         "self.lm_head = Linear(config.n_embd, config.vocab_size, bias=True)"),
+    # Temperature multiplied instead of divided.
+    12: ("    scaled = logits / temperature", "    scaled = logits * temperature"),
+    # Positions after the cache restart at 0 (tests/mutants_13.py: "new_positions ignores past_length").
+    13: ("    return Tensor.arange(past_length, past_length + seq_length, out_dim=seq_length,",
+         "    return Tensor.arange(0, seq_length, out_dim=seq_length,"),
 }
-STEPS_WITH_OUTPUTS = [1, 2, 3, 4, 5, 6]
+STEPS_WITH_OUTPUTS = list(range(1, 14))
 
 
 def run(step: int, target: str) -> str:
