@@ -71,7 +71,8 @@ def test_same_pins():
 
 def test_readme_commands_exist():
     readme = (ROOT / "README.md").read_text()
-    for target in re.findall(r"`make ([a-z0-9-]+)", readme):
+    # sNN stands for any step; every step's task is checked by test_a_task_per_step.
+    for target in set(re.findall(r"`make ([A-Za-z0-9-]+)", readme)) - {"sNN"}:
         assert target in make_targets(), f"README mentions `make {target}`, which does not exist"
-    for task in re.findall(r"`pixi run ([a-z0-9-]+)", readme):
+    for task in set(re.findall(r"`pixi run ([A-Za-z0-9-]+)", readme)) - {"sNN"}:
         assert task in PIXI["tasks"], f"README mentions `pixi run {task}`, which does not exist"
