@@ -3,9 +3,11 @@ message) and on each plausible mistake of tests/mutants.py, naming the mistake w
 (That every check passes on its solution is `pytest tests --target=solutions` itself.)
 
 Each case runs the real learner command, `python -m gpt2course check NN --target DIR`, in a
-subprocess, with DIR holding the skeleton or the mutated solution as step_NN.py.
+subprocess, with DIR holding the skeleton or the mutated solution as step_NN.py. The cases run
+two at a time (most of a cached case is Python start-up, which uses one core).
 """
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -17,31 +19,60 @@ from gpt2course import ROOT, manifest, skeleton
 from mutants import MUTANTS
 
 STEPS = [n for n in manifest.numbers() if skeleton.solution_path(n).exists()]
+SKELETONS = [(step, None) for step in STEPS]
+MISTAKES = [(step, m) for step in STEPS for m in MUTANTS.get(step, [])]
 
 
-def run_check(step: int, source: str, tmp_path, *, fail_fast: bool) -> tuple[int, dict, str]:
-    folder = tmp_path / "submission"
-    folder.mkdir()
-    (folder / f"step_{step:02d}.py").write_text(source)
-    report = tmp_path / "report.json"
+def case_id(case) -> str:
+    step, mutant = case
+    return f"s{step:02d}-" + (mutant[0] if mutant else "skeleton")
+
+
+def source_for(case) -> str:
+    step, mutant = case
+    if mutant is None:
+        return skeleton.pristine_skeleton(step)
+    name, old, new, _ = mutant
+    source = skeleton.solution_path(step).read_text()
+    assert source.count(old) >= 1, f"mutant {name!r}: {old!r} no longer appears in the solution"
+    return source.replace(old, new)
+
+
+def run_case(case, folder) -> tuple[int, dict | None, str]:
+    step, _ = case
+    folder.mkdir(parents=True)
+    (folder / f"step_{step:02d}.py").write_text(source_for(case))
+    report = folder / "report.json"
     cmd = [sys.executable, "-m", "gpt2course", "check", str(step), "--target", str(folder),
-           "--report-json", str(report)] + (["--fail-fast"] if fail_fast else [])
+           "--report-json", str(report), "--fail-fast"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
-    assert report.exists(), f"no report written\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc.returncode, json.loads(report.read_text())["steps"][f"{step:02d}"], proc.stdout
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
+    result = json.loads(report.read_text())["steps"][f"{step:02d}"] if report.exists() else None
+    return proc.returncode, result, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("step", STEPS, ids=lambda n: f"s{n:02d}")
-def test_untouched_skeleton_fails_with_start_message(step, tmp_path):
-    code, result, out = run_check(step, skeleton.pristine_skeleton(step), tmp_path, fail_fast=True)
+@pytest.fixture(scope="module")
+def outcomes(request, tmp_path_factory):
+    base = tmp_path_factory.mktemp("honesty")
+    # Only the cases selected for this run (so `-k s07` runs step 7's cases alone).
+    chosen = {case_id(item.callspec.params["case"]) for item in request.session.items
+              if getattr(item, "callspec", None) is not None and "case" in item.callspec.params
+              and item.module.__name__ == request.module.__name__}
+    cases = [c for c in SKELETONS + MISTAKES if case_id(c) in chosen]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {case_id(c): pool.submit(run_case, c, base / f"case{i}") for i, c in enumerate(cases)}
+        return {key: f.result() for key, f in futures.items()}
+
+
+@pytest.mark.parametrize("case", SKELETONS, ids=case_id)
+def test_untouched_skeleton_fails_with_start_message(case, outcomes):
+    step, _ = case
+    code, result, out = outcomes[case_id(case)]
+    assert result is not None, f"no report written\n{out[-3000:]}"
     assert code != 0 and result["status"] == "failed"
     assert result["first_failure"]["message"].startswith(
         f"step {step:02d} not implemented yet: start at TODO 1"), result["first_failure"]
     assert "Traceback" not in out
-
-
-CASES = [(step, m) for step in STEPS for m in MUTANTS.get(step, [])]
 
 
 def test_every_step_has_two_mutants():
@@ -49,12 +80,11 @@ def test_every_step_has_two_mutants():
         assert len(MUTANTS.get(step, [])) >= 2, f"step {step:02d} needs at least two plausible mistakes"
 
 
-@pytest.mark.parametrize("step,mutant", CASES, ids=[f"s{s:02d}-{m[0]}" for s, m in CASES])
-def test_check_fails_on_mistake(step, mutant, tmp_path):
-    name, old, new, says = mutant
-    source = skeleton.solution_path(step).read_text()
-    assert source.count(old) >= 1, f"mutant {name!r}: {old!r} no longer appears in the solution"
-    code, result, out = run_check(step, source.replace(old, new), tmp_path, fail_fast=True)
+@pytest.mark.parametrize("case", MISTAKES, ids=case_id)
+def test_check_fails_on_mistake(case, outcomes):
+    step, (name, _, _, says) = case
+    code, result, out = outcomes[case_id(case)]
+    assert result is not None, f"no report written\n{out[-3000:]}"
     assert code != 0 and result["status"] == "failed", f"the check passed a mistake: {name}\n{out[-3000:]}"
     failure = result["first_failure"]
     text = failure["message"] + "\n" + (failure.get("hint") or "")
