@@ -57,7 +57,8 @@ def _last_token_model_class():
 
 
 def _decode_model_class():
-    """Step 13's model for one new token per row: every Linear as a fused multiply-and-sum.
+    """Step 13's model for one new token per row: Linear layers and attention as fused
+    multiply-and-sums (RowLinear, RowAttention).
 
     With one row of input, ``x @ W.T`` is a matrix-vector product that only has to stream
     W once. MAX 26.7's CPU matmul handles it as a general matrix product (about 2x slower
@@ -68,10 +69,29 @@ def _decode_model_class():
     from max.experimental import functional as F
     from max.experimental.nn import Linear
 
+    from solutions.solution_13 import GPT2AttentionWithCache
+
     class RowLinear(Linear):
         def forward(self, x):
             y = F.sum(F.unsqueeze(x, -2) * self.weight, axis=-1)  # [..., out, 1]
             return F.squeeze(y, -1) + self.bias
+
+    class RowAttention(GPT2AttentionWithCache):
+        """Attention of one new token: it is the newest, so it sees every key and needs no
+        mask; scores and the weighted sum are fused multiply-and-sums over the cache instead
+        of matmuls against a transposed copy of it (which grew with the cache)."""
+
+        def forward(self, hidden_states, past_key, past_value):
+            query, key, value = F.split(self.c_attn(hidden_states), [self.n_embd] * 3, axis=-1)
+            query, key, value = (self.split_heads(t) for t in (query, key, value))  # [b, h, 1, d]
+            key = F.concat([past_key, key], axis=2)                                # [b, h, T, d]
+            value = F.concat([past_value, value], axis=2)
+            batch, total = key.shape[0], key.shape[2]
+            scores = F.sum(query * key, axis=-1) * (1.0 / float(np.sqrt(self.head_dim)))  # [b, h, T, 1]
+            weights = F.softmax(scores.reshape([batch, self.n_head, 1, total]), axis=-1)
+            weights = weights.reshape([batch, self.n_head, total, 1])
+            attended = F.sum(weights * value, axis=-2)                             # [b, h, 1, d]
+            return self.c_proj(self.merge_heads(attended)), key, value
 
     base = _last_token_model_class()
 
@@ -83,6 +103,8 @@ def _decode_model_class():
         for _, module in model.descendants:
             if type(module) is Linear:
                 module.__class__ = RowLinear
+            elif type(module) is GPT2AttentionWithCache:
+                module.__class__ = RowAttention
         return model
 
     return make
