@@ -2,18 +2,23 @@
 
 Used by ``python -m gpt2course gpt2`` (gpt2course/run.py) and by
 ``bench/bench_generate.py``. The model is step 13's cached GPT-2
-(``solutions.solution_13``) compiled into one MAX graph whose inputs are the
-new token ids and each layer's cached keys and values, with symbolic batch,
-sequence and cache lengths, so the same compiled graph serves the prefill (the
-whole prompt, an empty cache) and every decode step (one token, the cache so
-far). Two things make it fast, and neither belongs in the learner's code:
+(``solutions.solution_13``), compiled into two MAX graphs with the same weights
+(MAX shares them), both taking the new token ids and each layer's cached keys
+and values, with symbolic batch and cache lengths:
 
-* only the last position's logits leave the graph (``LastTokenGPT2``): a
-  prefill of 512 tokens would otherwise compute and copy 512 x 50,257 logits
-  that nobody reads;
-* the cache never leaves the device: each call returns the grown cache as MAX
-  tensors and the next call takes them back as they are; only the logits of
-  one position per step come back to NumPy, where the next token is chosen.
+* the prefill graph (``LastTokenGPT2``): any number of new tokens, e.g. the
+  whole prompt with an empty cache. Only the last position's logits leave it: a
+  512-token prompt would otherwise compute and copy 512 x 50,257 logits that
+  nobody reads.
+* the decode graph (``_decode_model_class``): exactly one new token per row.
+  Its Linear layers and its attention are fused multiply-and-sums instead of
+  matmuls (MAX's CPU matmul treats a matrix-vector product as a general matrix
+  product), and attention needs no mask: the new token is the newest.
+
+The cache never leaves the device: each call returns the grown cache as driver
+buffers and the next call takes them back as they are; only one row of logits
+per step comes back to NumPy, where the next token is chosen. None of this is
+in the learner's step: it is about speed, not about the idea.
 
 ``--model steps`` runs the learner's own MaxGPT2LMHeadModel (steps/step_11.py)
 instead, without a cache (step 11 has none), choosing tokens with the
@@ -96,7 +101,7 @@ def _decode_model_class():
     base = _last_token_model_class()
 
     class DecodeGPT2(base):
-        """LastTokenGPT2 with RowLinear layers (built by ``make``)."""
+        """LastTokenGPT2 with RowLinear and RowAttention layers (built by ``make``)."""
 
     def make(config):
         model = DecodeGPT2(config)
