@@ -87,21 +87,28 @@ def _decode_model_class():
         of matmuls against a transposed copy of it (which grew with the cache)."""
 
         def forward(self, hidden_states, past_key, past_value):
-            query, key, value = F.split(self.c_attn(hidden_states), [self.n_embd] * 3, axis=-1)
-            query, key, value = (self.split_heads(t) for t in (query, key, value))  # [b, h, 1, d]
+            batch = hidden_states.shape[0]
+            heads = [batch, self.n_head, 1, self.head_dim]  # one token: no transpose needed
+            query, key, value = (t.reshape(heads) for t in F.split(
+                self.c_attn(hidden_states), [self.n_embd] * 3, axis=-1))       # [b, h, 1, d]
             key = F.concat([past_key, key], axis=2)                                # [b, h, T, d]
             value = F.concat([past_value, value], axis=2)
-            batch, total = key.shape[0], key.shape[2]
+            total = key.shape[2]
             scores = F.sum(query * key, axis=-1) * (1.0 / float(np.sqrt(self.head_dim)))  # [b, h, T, 1]
             weights = F.softmax(scores.reshape([batch, self.n_head, 1, total]), axis=-1)
             weights = weights.reshape([batch, self.n_head, total, 1])
             attended = F.sum(weights * value, axis=-2)                             # [b, h, 1, d]
-            return self.c_proj(self.merge_heads(attended)), key, value
+            return self.c_proj(attended.reshape([batch, 1, self.n_embd])), key, value
 
     base = _last_token_model_class()
 
     class DecodeGPT2(base):
         """LastTokenGPT2 with RowLinear and RowAttention layers (built by ``make``)."""
+
+        def forward(self, input_ids, past_keys, past_values):
+            hidden_states, keys, values = self.transformer(input_ids, past_keys, past_values)
+            logits = self.lm_head(hidden_states)  # [batch, 1, vocab]: seq is 1, nothing to slice
+            return logits.reshape([hidden_states.shape[0], logits.shape[-1]]), keys, values
 
     def make(config):
         model = DecodeGPT2(config)
