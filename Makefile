@@ -35,10 +35,13 @@ help:
 
 install: $(INSTALLED)
 $(INSTALLED): requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "this course needs Python 3.11 or newer (tomllib; the pinned max and torch wheels); $(PYTHON) is " + sys.version.split()[0] + ": install one and run make install PYTHON=python3.11")'
 	@echo "==> creating $(VENV) with the pinned packages (max, torch CPU, transformers, ...)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	@echo "==> letting MAX compile its own Mojo module once (max._kv_cache_ops, a few seconds)"
+	$(PY) -c "import max._kv_cache_ops"
 	@touch $@
 
 # MAX compiles kernels for this machine the first time each is used and keeps
