@@ -15,23 +15,10 @@ import sys
 import traceback
 from pathlib import Path
 
-from gpt2course import ROOT
+from gpt2course import ROOT, step_file  # noqa: F401  (targets.step_file is used across the package)
 from gpt2course.compare import CheckFailure
 
 TODO_RE = re.compile(r"step (\d+), TODO (\d+)")
-
-
-def step_file(step: int, target: str | None = None) -> Path:
-    target = target or os.environ.get("GPT2_TARGET") or "steps"
-    if target == "steps":
-        return ROOT / "steps" / f"step_{step:02d}.py"
-    if target == "solutions":
-        return ROOT / "solutions" / f"solution_{step:02d}.py"
-    base = Path(target)
-    for candidate in (base / f"step_{step:02d}.py", base / "steps" / f"step_{step:02d}.py"):
-        if candidate.exists():
-            return candidate
-    return base / "steps" / f"step_{step:02d}.py"
 
 
 def display(path: Path) -> str:

@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import gpt2course
 from gpt2course import ROOT, manifest
 
 PROGRESS_DIR = ROOT / ".progress"
@@ -63,16 +64,9 @@ def target_of(args) -> str:
 
 
 def step_file(step: int, target: str = "steps") -> Path:
-    """The file a target's step lives in (same rules as the checks, see targets.step_file)."""
-    if target == "steps":
-        return ROOT / "steps" / f"step_{step:02d}.py"
-    if target == "solutions":
-        return ROOT / "solutions" / f"solution_{step:02d}.py"
-    base = Path(target)
-    for candidate in (base / f"step_{step:02d}.py", base / "steps" / f"step_{step:02d}.py"):
-        if candidate.exists():
-            return candidate
-    return base / "steps" / f"step_{step:02d}.py"
+    """The file a target's step lives in: the learner's own unless a target is named
+    (never $GPT2_TARGET here, so reset and hint cannot touch a solution by accident)."""
+    return gpt2course.step_file(step, target, root=ROOT)
 
 
 def test_file(step: int) -> Path:
