@@ -184,15 +184,6 @@ def compile_cached(module, config, state_max: dict, dev, what: str, quiet: bool 
                     state_max, dev, what, quiet)
 
 
-def _buffer_to_host(buf) -> np.ndarray:
-    """A driver Buffer (a graph output) as a float32 NumPy array on the host."""
-    from max.driver import CPU
-
-    if not isinstance(buf.device, CPU):
-        buf = buf.to(CPU())
-    return np.asarray(buf.to_numpy(), dtype=np.float32)
-
-
 def _ids_tensor(ids: np.ndarray, dev):
     from max.experimental.tensor import Tensor
 
@@ -254,7 +245,7 @@ class CachedEngine:
         # cache is what the previous call returned, so it is right by construction.
         n = len(cache.keys)
         outs = graph.execute_raw(_ids_tensor(ids, self.dev).buffers[0], *cache.keys, *cache.values)
-        return _buffer_to_host(outs[0]), Cache(list(outs[1:1 + n]), list(outs[1 + n:]),
+        return maxrun.to_host(outs[0], "logits"), Cache(list(outs[1:1 + n]), list(outs[1 + n:]),
                                                cache.length + ids.shape[1])
 
     def empty_cache(self, batch: int) -> Cache:
