@@ -13,15 +13,17 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 WARMED := $(VENV)/.warmed
 TARGET ?= steps
-DEVICE ?= cpu
+DEVICE ?=
 ARGS ?=
 STEP ?=
 DIR ?=
+# --device only when asked (make s07 DEVICE=gpu); the commands default to the CPU.
+DEVICE_ARG = $(if $(DEVICE),--device $(DEVICE))
 # doctor must work before the venv exists, so it falls back to the system python.
 DOCTOR_PY = $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 STEPS := 01 02 03 04 05 06 07 08 09 10 11 12 13
 
-.PHONY: help setup install warm test check-all gpt2 bench book book-build grade progress watch hint reset doctor $(addprefix s,$(STEPS))
+.PHONY: help setup install warm test check-all gpt2 download-gpt2 bench book book-build grade progress watch hint reset doctor $(addprefix s,$(STEPS))
 
 help:
 	@echo "make setup        create $(VENV), install pinned packages, warm MAX's caches"
@@ -30,6 +32,7 @@ help:
 	@echo "make hint STEP=NN the next hint         make watch STEP=NN   re-check on save"
 	@echo "make reset STEP=NN restore a skeleton (your file is backed up first)"
 	@echo "make gpt2         run the model         make bench      speed vs Hugging Face"
+	@echo "make download-gpt2  fetch pretrained GPT-2 from the Hugging Face Hub (once)"
 	@echo "make test         the test suite        make book       build and serve the book"
 	@echo "make grade DIR=submissions   grade a class"
 
@@ -40,8 +43,8 @@ $(INSTALLED): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
-	@echo "==> letting MAX compile its own Mojo module once (a few seconds; grade.MAX_SELF_COMPILING)"
-	$(PY) -c "from gpt2course import grade; grade.prepare_max()"
+	@echo "==> letting MAX compile its own Mojo module once (a few seconds; gpt2course/max_install.py)"
+	$(PY) -m gpt2course.max_install
 	@touch $@
 
 # MAX compiles kernels for this machine the first time each is used and keeps
@@ -49,22 +52,25 @@ $(INSTALLED): requirements.txt
 # a learner's first check takes seconds-to-a-minute instead of several minutes.
 warm: $(WARMED)
 $(WARMED): $(INSTALLED)
-	$(PY) -m gpt2course warm
+	$(PY) -m gpt2course warm $(DEVICE_ARG)
 	@touch $@
 
 setup: $(INSTALLED) $(WARMED)
 
 $(addprefix s,$(STEPS)): s%: $(INSTALLED)
-	@$(PY) -m gpt2course check $* --target $(TARGET) --device $(DEVICE)
+	@$(PY) -m gpt2course check $* --target $(TARGET) $(DEVICE_ARG) $(ARGS)
 
 check-all: $(INSTALLED)
-	@$(PY) -m gpt2course check-all --target $(TARGET) --device $(DEVICE)
+	@$(PY) -m gpt2course check-all --target $(TARGET) $(DEVICE_ARG)
 
 test: $(INSTALLED)
 	$(PY) -m pytest tests -p no:cacheprovider --target=solutions $(ARGS)
 
 gpt2: $(INSTALLED)
-	@$(PY) -m gpt2course gpt2 $(ARGS)
+	@$(PY) -m gpt2course gpt2 $(DEVICE_ARG) $(ARGS)
+
+download-gpt2: $(INSTALLED)
+	@$(PY) -m gpt2course download-gpt2 $(ARGS)
 
 bench: $(INSTALLED)
 	@$(PY) bench/bench_generate.py $(ARGS)
@@ -76,13 +82,13 @@ book-build: $(INSTALLED)
 	$(VENV)/bin/mdbook build book
 
 grade: $(INSTALLED)
-	@$(PY) -m gpt2course grade $(DIR) $(ARGS)
+	@$(PY) -m gpt2course grade $(DIR) $(DEVICE_ARG) $(ARGS)
 
 progress: $(INSTALLED)
-	@$(PY) -m gpt2course progress $(ARGS)
+	@$(PY) -m gpt2course progress $(DEVICE_ARG) $(ARGS)
 
 watch: $(INSTALLED)
-	@$(PY) -m gpt2course watch $(STEP) $(ARGS)
+	@$(PY) -m gpt2course watch $(STEP) $(DEVICE_ARG) $(ARGS)
 
 hint: $(INSTALLED)
 	@$(PY) -m gpt2course hint $(STEP) $(ARGS)

@@ -64,10 +64,10 @@ def median_ms(fn, repeats: int) -> float:
 def side_max(args) -> dict:
     import numpy as np
 
-    from gpt2course import runtime
+    from gpt2course.run.engine import CachedEngine
 
     t0 = time.perf_counter()
-    engine = runtime.CachedEngine(args.weights_path, device=args.device)
+    engine = CachedEngine(args.weights_path, device=args.device)
     setup_s = time.perf_counter() - t0
     vocab = engine.config.vocab_size
     out = {"side": "MAX", "setup_s": setup_s, "prefill_ms": {}}
@@ -226,7 +226,7 @@ def main(argv=None) -> int:
         Path(args.json).write_text(json.dumps(result))
         return 0
 
-    from gpt2course import checkpoints
+    from gpt2course.hf import checkpoints
 
     w = checkpoints.resolve_weights(args.weights, fallback="124m")
     args.weights_path = str(w.path)

@@ -38,7 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gpt2course import grade, manifest  # noqa: E402
+from gpt2course import course  # noqa: E402
+from gpt2course.grade import command as grade, runner  # noqa: E402
 
 
 def build_class(dest: Path, students: int, steps: list[int], skeletons: float) -> None:
@@ -59,7 +60,7 @@ def main() -> int:
     p.add_argument("--skeletons", type=float, default=0.0,
                    help="fraction of students who submit the untouched skeletons (default 0)")
     p.add_argument("--timeout", default="900")
-    p.add_argument("--memory", default=grade.DEFAULT_MEMORY)
+    p.add_argument("--memory", default=runner.DEFAULT_MEMORY)
     p.add_argument("--project-students", type=int, default=30)
     p.add_argument("--json", help="also write the numbers here")
     p.add_argument("--keep", action="store_true", help="keep the class and the reports")
@@ -114,7 +115,7 @@ def main() -> int:
           f"statuses {statuses}")
     print(f"sum of per-check seconds {sum(seconds):.1f}s; --jobs slots busy {busy:.0%}")
     for nn, d in per_step.items():
-        print(f"  step {nn} {manifest.step(int(nn))['title']:<32} {d['checks']:>3} checks  "
+        print(f"  step {nn} {course.step(int(nn))['title']:<32} {d['checks']:>3} checks  "
               f"median {d['median_s']:6.1f}s  max {d['max_s']:6.1f}s")
     print(f"projected for {args.project_students} students at these per-check times: "
           f"{per_student * args.project_students:.0f}s")

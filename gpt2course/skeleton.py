@@ -1,8 +1,11 @@
-"""Skeletons are made from solutions, so the two cannot drift apart.
+"""The TODO markers, in one place: skeletons are made from solutions, so the two cannot drift apart.
 
-A solution marks each learner task with a numbered TODO comment and fences the
-answer between ``#>>> TODO n`` and ``#<<< TODO n``. The skeleton is the same
-file with each fenced answer replaced by ``raise NotImplementedError(...)``.
+A solution marks each learner task with a numbered ``# TODO n`` comment and fences the
+answer between ``#>>> TODO n`` and ``#<<< TODO n``. The skeleton is the same file with
+each fenced answer replaced by ``raise NotImplementedError("step NN, TODO n")``, and that
+text is how every command finds the TODOs still open in a learner's file.
+
+    python -m gpt2course.skeleton      regenerate steps/ from solutions/ (maintainers)
 """
 
 from __future__ import annotations
@@ -10,18 +13,35 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gpt2course import ROOT
+from gpt2course.course import numbers, solution_file, step_file
 
 OPEN = re.compile(r"^(\s*)#>>> TODO (\d+)\s*$")
 CLOSE = re.compile(r"^(\s*)#<<< TODO (\d+)\s*$")
+RAISED = re.compile(r"step (\d+), TODO (\d+)")  # in the message of the NotImplementedError
+RAISE_LINE = re.compile(r'raise NotImplementedError\("step (\d+), TODO (\d+)"\)')
 
 
-def solution_path(step: int) -> Path:
-    return ROOT / "solutions" / f"solution_{step:02d}.py"
+def raise_line(step: int, todo: int) -> str:
+    return f'raise NotImplementedError("step {step:02d}, TODO {todo}")'
 
 
-def step_path(step: int, root: Path | None = None) -> Path:
-    return (root or ROOT) / "steps" / f"step_{step:02d}.py"
+def raised_todo(message: str) -> tuple[int, int] | None:
+    """(step, todo) from a skeleton's NotImplementedError message, or None."""
+    m = RAISED.search(message)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def open_todos(text: str, step: int) -> list[int]:
+    """The TODOs of a step file that still raise NotImplementedError (a plain text scan)."""
+    return sorted({int(m.group(2)) for m in RAISE_LINE.finditer(text) if int(m.group(1)) == step})
+
+
+def todo_line(text: str, todo: int) -> int | None:
+    """The line number of the ``# TODO n`` comment that explains a TODO."""
+    for i, line in enumerate(text.splitlines(), 1):
+        if re.match(rf"\s*# TODO {todo}\b", line):
+            return i
+    return None
 
 
 def regions(text: str) -> list[tuple[int, int, int]]:
@@ -52,7 +72,7 @@ def skeleton_from_solution(text: str, step: int) -> str:
         if i in spans:
             num, end = spans[i]
             indent = OPEN.match(lines[i - 1]).group(1)
-            out.append(f'{indent}raise NotImplementedError("step {step:02d}, TODO {num}")')
+            out.append(indent + raise_line(step, num))
             i = end
             continue
         out.append(lines[i])
@@ -69,8 +89,22 @@ def outside_todos(text: str) -> str:
     return "\n".join(line for i, line in enumerate(lines) if i not in drop) + "\n"
 
 
+def completed(text: str) -> str:
+    """A solution as a learner who finished the step has it: the fence lines dropped."""
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if not (OPEN.match(line) or CLOSE.match(line)))
+
+
 def pristine_skeleton(step: int) -> str:
-    return skeleton_from_solution(solution_path(step).read_text(), step)
+    return skeleton_from_solution(solution_file(step).read_text(), step)
+
+
+def shipped_skeleton(step: int) -> str | None:
+    """The untouched skeleton of a step, or None when its solution is missing or unreadable."""
+    try:
+        return pristine_skeleton(step)
+    except (OSError, ValueError):
+        return None
 
 
 def todo_numbers(text: str) -> list[int]:
@@ -80,14 +114,15 @@ def todo_numbers(text: str) -> list[int]:
 def write_all() -> list[Path]:
     """Regenerates every steps/step_NN.py from its solution (maintainers only)."""
     written = []
-    for sol in sorted((ROOT / "solutions").glob("solution_*.py")):
-        step = int(sol.stem.split("_")[1])
-        path = step_path(step)
-        path.write_text(skeleton_from_solution(sol.read_text(), step))
+    for step in numbers():
+        path = step_file(step)
+        path.write_text(pristine_skeleton(step))
         written.append(path)
     return written
 
 
 if __name__ == "__main__":
+    from gpt2course.course import display
+
     for p in write_all():
-        print("wrote", p.relative_to(ROOT))
+        print("wrote", display(p))

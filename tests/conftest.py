@@ -1,1 +1,1 @@
-pytest_plugins = ["gpt2course.pytest_plugin"]
+pytest_plugins = ["gpt2course.check.plugin"]

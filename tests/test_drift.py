@@ -5,14 +5,15 @@ import re
 
 import pytest
 
-from gpt2course import ROOT, manifest, skeleton
+from gpt2course import course, skeleton
+from gpt2course.course import ROOT
 
-STEPS = [n for n in manifest.numbers() if skeleton.solution_path(n).exists()]
+STEPS = [n for n in course.numbers() if course.solution_file(n).exists()]
 
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda n: f"s{n:02d}")
 def test_skeleton_is_generated_from_solution(step):
-    committed = skeleton.step_path(step).read_text()
+    committed = course.step_file(step).read_text()
     assert committed == skeleton.pristine_skeleton(step), (
         f"steps/step_{step:02d}.py differs from its solution outside the TODOs; "
         "run `python -m gpt2course.skeleton` after editing solutions/")
@@ -20,14 +21,14 @@ def test_skeleton_is_generated_from_solution(step):
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda n: f"s{n:02d}")
 def test_same_outside_todos(step):
-    sol = skeleton.solution_path(step).read_text()
-    stp = skeleton.step_path(step).read_text()
+    sol = course.solution_file(step).read_text()
+    stp = course.step_file(step).read_text()
     assert skeleton.outside_todos(sol) == skeleton.outside_todos(stp)
 
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda n: f"s{n:02d}")
 def test_todos_numbered_with_hints(step):
-    text = skeleton.solution_path(step).read_text()
+    text = course.solution_file(step).read_text()
     numbers = skeleton.todo_numbers(text)
     assert numbers == list(range(1, len(numbers) + 1)), f"TODOs must be numbered 1..n in order: {numbers}"
     for n in numbers:
@@ -38,9 +39,9 @@ def test_todos_numbered_with_hints(step):
 
 def test_manifest_lists_every_step():
     files = sorted(int(p.stem.split("_")[1]) for p in (ROOT / "solutions").glob("solution_*.py"))
-    assert files == manifest.numbers()
+    assert files == course.numbers()
     for n in files:
-        info = manifest.step(n)
+        info = course.step(n)
         assert info["title"] and len(info["hints"]) >= 2, f"step {n}: a title and 2+ hints"
 
 

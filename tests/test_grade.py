@@ -16,13 +16,19 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from gpt2course import ROOT, grade, integrity
+from gpt2course import course, max_install, skeleton
+from gpt2course.course import ROOT
+from gpt2course.grade import classroom, command as grade, runner, signing, submissions
+from gpt2course.grade.fence import WriteFence
+from gpt2course.grade.guard import Guard
+from gpt2course.grade.verdict import judge
 
 FIXTURES = ROOT / "tests" / "fixtures" / "class"
 MARK = "# VANDALISED" + " by tests/fixtures/class/vandal"  # split: this file must not match
@@ -71,8 +77,8 @@ MESSAGES = {
 
 # The files the vandal aims at in the real repository (it appends MARK, or deletes).
 REPO_TARGETS = ["tests/test_step_01.py", "tests/test_step_02.py", "tests/test_step_03.py",
-                "solutions/solution_01.py", "solutions/solution_02.py", "gpt2course/compare.py",
-                "tests/fixtures/class/good/steps/step_01.py"]
+                "solutions/solution_01.py", "solutions/solution_02.py", "gpt2course/check/compare.py",
+                "tests/fixtures/class/syntax/steps/step_01.py"]
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -85,9 +91,21 @@ def file_digest(path: Path) -> str | None:
 
 
 def make_class(dest: Path, names=None) -> Path:
+    """A copy of the fixture class, with the submissions made.toml makes from the solutions."""
     shutil.copytree(FIXTURES, dest, symlinks=True,
                     ignore=None if names is None else
                     (lambda d, entries: [e for e in entries if Path(d) == FIXTURES and e not in names]))
+    (dest / "made.toml").unlink(missing_ok=True)
+    for made in tomllib.loads((FIXTURES / "made.toml").read_text())["file"]:
+        if names is not None and made["student"] not in names:
+            continue
+        text = skeleton.completed(course.solution_file(made["step"]).read_text())
+        for old, new in made.get("replace", []):
+            assert old in text, f"made.toml: {old!r} no longer appears in solution {made['step']:02d}"
+            text = text.replace(old, new)
+        path = dest / made["student"] / "steps" / f"step_{made['step']:02d}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
     return dest
 
 
@@ -104,7 +122,7 @@ def graded(tmp_path_factory):
     shutil.rmtree(klass / "loops")
     (klass / "empty").mkdir()
     with zipfile.ZipFile(klass / "zoe.zip", "w") as zf:
-        zf.write(FIXTURES / "good" / "steps" / "step_01.py", "zoe-main/steps/step_01.py")
+        zf.write(klass / "good" / "steps" / "step_01.py", "zoe-main/steps/step_01.py")
         zf.writestr("zoe-main/README.md", "my course work")
     (klass / "broken.zip").write_bytes(b"this is not a zip file\n")
     (klass / "linker" / "steps").mkdir(parents=True)
@@ -204,7 +222,7 @@ def test_terminal_table_and_progress(graded):
 
 def test_output_is_capped(graded):
     log = graded["out"] / "logs" / "noisy" / "step_01.log"
-    assert log.stat().st_size <= grade.LOG_KEEP + 200
+    assert log.stat().st_size <= runner.LOG_KEEP + 200
     assert "bytes cut" in log.read_text()
     assert len(graded["stdout"]) + len(graded["stderr"]) < 200_000
 
@@ -240,7 +258,7 @@ def test_reads_folders_and_zips(tmp_path):
         zf.writestr("bob-main/solutions/solution_03.py", "not the student's\n")
         zf.writestr("__MACOSX/bob-main/steps/step_04.py", "junk\n")
     (tmp_path / "notes.txt").write_text("ignored\n")
-    subs, ignored = grade.collect(tmp_path)
+    subs, ignored = submissions.collect(tmp_path)
     assert [s.name for s in subs] == ["ann", "bob"] and ignored == ["notes.txt"]
     assert subs[0].files == {1: b"x = 1\n", 2: b"x = 2\n"}
     assert subs[1].files == {3: b"x = 3\n"}
@@ -252,10 +270,10 @@ def test_judge_rejects_unsigned_incomplete_and_skipped_reports(tmp_path):
 
     def verdict(report, sign=True, rc=0):
         if sign:
-            report["signature"] = integrity.sign(integrity.signer(key), report)
+            report["signature"] = signing.sign(signing.signer(key), report)
         path = tmp_path / "r.json"
         path.write_text(json.dumps(report))
-        return grade.judge("s", 1, key, path, rc, None, "", grade.Options())
+        return judge("s", 1, key, path, rc, None, "", runner.Options())
 
     def report(checks, collected=2, problems=()):
         return {"target": "steps", "steps": {"01": {"status": "passed", "checks": checks, "first_failure": None}},
@@ -271,10 +289,10 @@ def test_judge_rejects_unsigned_incomplete_and_skipped_reports(tmp_path):
     gpu = [checks[0], {"check": "b", "outcome": "skipped", "gpu_only": True}]
     assert verdict(report(gpu)).status == "passed"
     forged = report(checks)
-    forged["signature"] = integrity.sign(integrity.signer(key), forged)
+    forged["signature"] = signing.sign(signing.signer(key), forged)
     forged["steps"]["01"]["checks"] = checks + checks
     (tmp_path / "r.json").write_text(json.dumps(forged))
-    assert grade.judge("s", 1, key, tmp_path / "r.json", 0, None, "", grade.Options()).status == "error"
+    assert judge("s", 1, key, tmp_path / "r.json", 0, None, "", runner.Options()).status == "error"
 
 
 def test_guard_sees_rebinding_code_swaps_and_new_globals():
@@ -284,7 +302,7 @@ def test_guard_sees_rebinding_code_swaps_and_new_globals():
     exec("LIMIT = [1, 2]\ndef f(x):\n    return x\nclass C:\n    def m(self):\n        return 1\n", mod.__dict__)
     sys.modules[mod.__name__] = mod
     try:
-        guard = integrity.Guard(prefixes=(mod.__name__,), strict=(mod.__name__,)).snapshot()
+        guard = Guard(prefixes=(mod.__name__,), strict=(mod.__name__,)).snapshot()
         assert guard.verify() == []
         mod.f.__code__ = (lambda x: 0).__code__
         mod.C.m = lambda self: 2
@@ -298,7 +316,7 @@ def test_guard_sees_rebinding_code_swaps_and_new_globals():
 
 
 def test_write_fence_paths(tmp_path):
-    fence = integrity.WriteFence([tmp_path])
+    fence = WriteFence([tmp_path])
     assert fence.allowed(tmp_path / "a" / "b.txt")
     assert not fence.allowed(tmp_path.parent / "other.txt")
     assert not fence.allowed(str(tmp_path) + "-sibling/x")
@@ -307,10 +325,10 @@ def test_write_fence_paths(tmp_path):
 
 
 def test_classroom_workflow_has_one_test_per_step():
-    text = grade.CLASSROOM_WORKFLOW.read_text()
-    assert text == grade.classroom_workflow(), \
-        "classroom.yml is out of date: run `python -m gpt2course.grade classroom-workflow`"
-    for n in grade.manifest.numbers():
+    text = classroom.WORKFLOW.read_text()
+    assert text == classroom.workflow(), \
+        "classroom.yml is out of date: run `python -m gpt2course.grade.classroom`"
+    for n in course.numbers():
         assert f'command: bash -c "python -m gpt2course check {n:02d} 2>&1"' in text
 
 
@@ -326,7 +344,7 @@ def test_max_modules_that_compile_themselves_are_all_prepared():
         if "mojo.importer" in path.read_text(errors="replace"):
             rel = path.relative_to(package.parent).with_suffix("")
             found.add(".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts))
-    assert found and found <= set(grade.MAX_SELF_COMPILING), found
+    assert found and found <= set(max_install.MAX_SELF_COMPILING), found
 
 
 def test_prepare_max_builds_what_a_fresh_install_lacks():
@@ -339,7 +357,7 @@ def test_prepare_max_builds_what_a_fresh_install_lacks():
     if cache.exists():
         cache.rename(aside)
     try:
-        grade.prepare_max()
+        max_install.prepare_max()
         assert any(cache.glob("*.so")), f"prepare_max did not build {cache}"
     finally:
         if aside.exists():

@@ -15,10 +15,11 @@ import sys
 
 import pytest
 
-from gpt2course import ROOT, manifest, skeleton
+from gpt2course import course, skeleton
+from gpt2course.course import ROOT
 from mutants import MUTANTS
 
-STEPS = [n for n in manifest.numbers() if skeleton.solution_path(n).exists()]
+STEPS = [n for n in course.numbers() if course.solution_file(n).exists()]
 SKELETONS = [(step, None) for step in STEPS]
 MISTAKES = [(step, m) for step in STEPS for m in MUTANTS.get(step, [])]
 
@@ -33,7 +34,7 @@ def source_for(case) -> str:
     if mutant is None:
         return skeleton.pristine_skeleton(step)
     name, old, new, _ = mutant
-    source = skeleton.solution_path(step).read_text()
+    source = course.solution_file(step).read_text()
     assert source.count(old) >= 1, f"mutant {name!r}: {old!r} no longer appears in the solution"
     return source.replace(old, new)
 

@@ -12,9 +12,13 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from gpt2course import checkpoints, cli, reference, runtime, skeleton, tokenizer
-from gpt2course.compare import CheckFailure
-from gpt2course.weights import CheckpointError, load_hf_state
+from gpt2course import cli, course, skeleton
+from gpt2course.errors import CheckFailure
+from gpt2course.hf import checkpoints, reference, tokenizer
+from gpt2course.hf.weights import CheckpointError, load_hf_state
+from gpt2course.run import engine as run_engine
+from gpt2course.run.gate import gate_learner_steps
+from gpt2course.run.generate import fit_context, generate
 
 TINY = dict(vocab_size=100, n_positions=16, n_embd=8, n_layer=1, n_head=2)
 
@@ -102,18 +106,18 @@ def test_cli_refuses_a_folder_without_config(tmp_path, capsys):
 # --------------------------------------------------------------------------- context and generation logic
 
 def test_fit_context_keeps_a_prompt_that_fits_and_shrinks_the_budget():
-    ids, budget, notes = runtime.fit_context(list(range(1000)), 50, 1024)
+    ids, budget, notes = fit_context(list(range(1000)), 50, 1024)
     assert len(ids) == 1000 and budget == 24 and "at most 24 new tokens" in notes[0]
-    ids, budget, notes = runtime.fit_context([1, 2, 3], 50, 1024)
+    ids, budget, notes = fit_context([1, 2, 3], 50, 1024)
     assert ids == [1, 2, 3] and budget == 50 and notes == []
 
 
 def test_fit_context_truncates_a_prompt_longer_than_the_context():
     prompt = list(range(3000))
-    ids, budget, notes = runtime.fit_context(prompt, 50, 1024)
+    ids, budget, notes = fit_context(prompt, 50, 1024)
     assert ids == prompt[-974:] and budget == 50 and len(ids) + budget == 1024
     assert "keeping its last 974 tokens" in notes[0]
-    ids, budget, _ = runtime.fit_context(prompt, 5000, 1024)
+    ids, budget, _ = fit_context(prompt, 5000, 1024)
     assert len(ids) == 512 and budget == 512
 
 
@@ -146,7 +150,7 @@ class FakeEngine:
 def test_generate_prefills_once_then_decodes_one_token_at_a_time():
     engine = FakeEngine()
     seen = []
-    new, stats = runtime.generate(engine, [1, 2], 5, greedy=True, eos_token_id=None, on_token=seen.append)
+    new, stats = generate(engine, [1, 2], 5, greedy=True, eos_token_id=None, on_token=seen.append)
     assert new == seen == [3, 4, 5, 6, 7]
     assert engine.calls == [("prefill", 2), ("decode", 2), ("decode", 3), ("decode", 4), ("decode", 5)]
     assert stats.prompt_tokens == 2 and stats.new_tokens == 5 and stats.stopped == "token budget"
@@ -154,21 +158,21 @@ def test_generate_prefills_once_then_decodes_one_token_at_a_time():
 
 def test_generate_stops_at_end_of_text():
     engine = FakeEngine()
-    new, stats = runtime.generate(engine, [5], 20, greedy=True, eos_token_id=8)
+    new, stats = generate(engine, [5], 20, greedy=True, eos_token_id=8)
     assert new == [6, 7, 8] and stats.stopped == "end of text"
 
 
 def test_generate_respects_the_context():
     engine = FakeEngine(n_positions=16)
-    new, stats = runtime.generate(engine, list(range(40)), 20, greedy=True, eos_token_id=None)
+    new, stats = generate(engine, list(range(40)), 20, greedy=True, eos_token_id=None)
     assert stats.prompt_tokens + len(new) <= 16 and stats.notices
 
 
 def test_same_seed_same_tokens():
     engine = FakeEngine(vocab=1000)
-    a, _ = runtime.generate(engine, [1], 8, temperature=5.0, seed=3, eos_token_id=None)
-    b, _ = runtime.generate(engine, [1], 8, temperature=5.0, seed=3, eos_token_id=None)
-    c, _ = runtime.generate(engine, [1], 8, temperature=5.0, seed=4, eos_token_id=None)
+    a, _ = generate(engine, [1], 8, temperature=5.0, seed=3, eos_token_id=None)
+    b, _ = generate(engine, [1], 8, temperature=5.0, seed=3, eos_token_id=None)
+    c, _ = generate(engine, [1], 8, temperature=5.0, seed=4, eos_token_id=None)
     assert a == b and a != c
 
 
@@ -176,28 +180,28 @@ def test_same_seed_same_tokens():
 
 def test_steps_model_refused_naming_the_first_unfinished_step(tmp_path):
     for n in (11, 12):
-        (tmp_path / f"step_{n:02d}.py").write_text(skeleton.solution_path(n).read_text())
+        (tmp_path / f"step_{n:02d}.py").write_text(course.solution_file(n).read_text())
     (tmp_path / "step_10.py").write_text(skeleton.pristine_skeleton(10))
     with pytest.raises(CheckFailure, match=r"step 10 is not done yet: TODO 1"):
-        runtime.gate_learner_steps(str(tmp_path))
+        gate_learner_steps(str(tmp_path))
 
 
 def test_steps_model_refused_when_a_step_does_not_import(tmp_path):
     for n in (10, 12):
-        (tmp_path / f"step_{n:02d}.py").write_text(skeleton.solution_path(n).read_text())
+        (tmp_path / f"step_{n:02d}.py").write_text(course.solution_file(n).read_text())
     (tmp_path / "step_11.py").write_text("def broken(:\n")
     with pytest.raises(CheckFailure, match=r"step 11: syntax error"):
-        runtime.gate_learner_steps(str(tmp_path))
+        gate_learner_steps(str(tmp_path))
 
 
 def test_steps_model_refused_when_a_done_step_fails_its_check(tmp_path):
-    source = skeleton.solution_path(12).read_text()
+    source = course.solution_file(12).read_text()
     wrong = source.replace("np.argmax(logits, axis=-1).astype(np.int64)",
                            "np.argmin(logits, axis=-1).astype(np.int64)")
     assert wrong != source
     (tmp_path / "step_12.py").write_text(wrong)
     with pytest.raises(CheckFailure, match=r"step 12 does not pass its check yet"):
-        runtime.gate_learner_steps(str(tmp_path), steps=(12,), quiet=True)
+        gate_learner_steps(str(tmp_path), steps=(12,), quiet=True)
 
 
 # --------------------------------------------------------------------------- the finished model (MAX)
@@ -205,7 +209,7 @@ def test_steps_model_refused_when_a_done_step_fails_its_check(tmp_path):
 @pytest.fixture(scope="module")
 def small():
     folder = checkpoints.seeded_checkpoint("small")
-    return folder, runtime.CachedEngine(folder, quiet=True)
+    return folder, run_engine.CachedEngine(folder, quiet=True)
 
 
 def test_cli_greedy_equals_hugging_face(small, capsys):
@@ -242,22 +246,22 @@ def test_engine_logits_equal_hugging_face(small):
 
 def test_seeded_sampling_is_reproducible(small):
     _, engine = small
-    a, _ = runtime.generate(engine, [15496], 12, temperature=1.0, top_k=50, seed=7)
-    b, _ = runtime.generate(engine, [15496], 12, temperature=1.0, top_k=50, seed=7)
+    a, _ = generate(engine, [15496], 12, temperature=1.0, top_k=50, seed=7)
+    b, _ = generate(engine, [15496], 12, temperature=1.0, top_k=50, seed=7)
     assert a == b
 
 
 def test_prompt_longer_than_the_context_is_truncated_not_a_crash(small):
     _, engine = small
     n = engine.config.n_positions  # 128 for "small"
-    new, stats = runtime.generate(engine, list(range(300, 300 + 2 * n)), 10, greedy=True)
+    new, stats = generate(engine, list(range(300, 300 + 2 * n)), 10, greedy=True)
     assert stats.prompt_tokens + len(new) <= n and len(new) == 10
     assert "keeping its last" in stats.notices[0]
 
 
 def test_interactive_loop_quits_on_empty_line_and_ctrl_d(small, monkeypatch, capsys):
     folder, engine = small
-    monkeypatch.setattr(runtime, "load_engine", lambda *a, **k: (engine, None, "reference"))
+    monkeypatch.setattr(run_engine, "load_engine", lambda *a, **k: (engine, None, "reference"))
     lines = iter(["Hello", ""])
     monkeypatch.setattr(builtins, "input", lambda prompt="": next(lines))
     assert cli.main(["gpt2", "--weights", str(folder), "--greedy", "--max-new-tokens", "3"]) == 0
@@ -275,11 +279,11 @@ def test_steps_model_runs_the_learners_model_and_sampling(small, tmp_path, monke
     uncached, give Hugging Face's greedy tokens. (The gate itself is tested above.)"""
     folder, _ = small
     for n in (10, 11, 12):
-        (tmp_path / f"step_{n:02d}.py").write_text(skeleton.solution_path(n).read_text())
-    monkeypatch.setattr(runtime, "gate_learner_steps", lambda *a, **k: None)
-    engine, sample_fn, desc = runtime.load_engine("steps", folder, quiet=True, target=str(tmp_path))
+        (tmp_path / f"step_{n:02d}.py").write_text(course.solution_file(n).read_text())
+    monkeypatch.setattr(run_engine, "gate_learner_steps", lambda *a, **k: None)
+    engine, sample_fn, desc = run_engine.load_engine("steps", folder, quiet=True, target=str(tmp_path))
     assert not engine.cached and "yours" in desc and sample_fn.__module__ == "steps.step_12"
     prompt = [15496, 11, 616]
-    new, stats = runtime.generate(engine, prompt, 8, greedy=True, sample_fn=sample_fn, eos_token_id=None)
+    new, stats = generate(engine, prompt, 8, greedy=True, sample_fn=sample_fn, eos_token_id=None)
     theirs = reference.hf_generate_greedy(folder, np.array([prompt]), 8)[0, 3:].tolist()
     assert new == theirs and stats.new_tokens == 8

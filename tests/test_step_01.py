@@ -4,7 +4,8 @@ import dataclasses
 
 import transformers
 
-from gpt2course.compare import CheckFailure, expect_equal
+from gpt2course.errors import CheckFailure
+from gpt2course.check.compare import expect_equal
 
 STEP = 1
 FIELDS = ["vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "layer_norm_epsilon"]

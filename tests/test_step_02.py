@@ -4,9 +4,9 @@ import numpy as np
 import torch
 from transformers.masking_utils import eager_mask
 
-from gpt2course import maxrun
-from gpt2course.checks import once
-from gpt2course.compare import check_shape, compare
+from gpt2course.check import execute
+from gpt2course.check.harness import once
+from gpt2course.check.compare import check_shape, compare
 
 STEP = 2
 # (new tokens, cached tokens): a plain prompt, a prompt after a cache, one decode step.
@@ -28,8 +28,8 @@ def masks(step):
         out = {}
         for seq, cached in CASES:
             with step.errors(f"causal_mask({seq}, {cached}, ...)"):
-                out[(seq, cached)] = maxrun.to_host(
-                    fn(seq, cached, dtype=DType.float32, device=maxrun.device()), "causal_mask")
+                out[(seq, cached)] = execute.to_host(
+                    fn(seq, cached, dtype=DType.float32, device=step.device), "causal_mask")
         return out
     return once(step, "masks", run)
 

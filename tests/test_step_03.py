@@ -3,16 +3,16 @@
 import numpy as np
 import torch
 
-from gpt2course import checks
-from gpt2course.checks import ATOL, layer_norm_np, max_weights
-from gpt2course.compare import check_shape, compare
+from gpt2course.check import harness
+from gpt2course.check.harness import ATOL, layer_norm_np, max_weights
+from gpt2course.check.compare import check_shape, compare
 
 STEP = 3
 PREFIX = "transformer.h.0.ln_1."
 
 
 def make(cls):
-    _, config, _ = checks.checkpoint()
+    _, config, _ = harness.checkpoint()
     return cls(config.n_embd, eps=config.layer_norm_epsilon)
 
 
@@ -23,16 +23,16 @@ def tiny_variance_input(d: int) -> np.ndarray:
 
 
 def run(step):
-    _, config, _ = checks.checkpoint()
-    cap = checks.capture()
+    _, config, _ = harness.checkpoint()
+    cap = harness.capture()
     x = cap.inputs["transformer.h.0.ln_1"]
-    return checks.outputs(step, "LayerNorm", make, max_weights(PREFIX), [x], mode="eager",
+    return harness.outputs(step, "LayerNorm", make, max_weights(PREFIX), [x], mode="eager",
                           what="LayerNorm")[0], x
 
 
 def test_parameters(step):
     """parameters are `weight` and `bias` of shape [n_embd]"""
-    checks.parameters_match(step, "LayerNorm", make, max_weights(PREFIX), "LayerNorm")
+    harness.parameters_match(step, "LayerNorm", make, max_weights(PREFIX), "LayerNorm")
 
 
 def test_shape(step):
@@ -44,16 +44,16 @@ def test_shape(step):
 def test_matches_hf(step):
     """matches Hugging Face's ln_1 inside the model"""
     out, _ = run(step)
-    compare("LayerNorm(h.0.ln_1 input)", out, checks.capture().outputs["transformer.h.0.ln_1"],
+    compare("LayerNorm(h.0.ln_1 input)", out, harness.capture().outputs["transformer.h.0.ln_1"],
             atol=ATOL, rtol=ATOL, hint="weight and bias must both be used: (x - mean) / sqrt(var + eps) * weight + bias")
 
 
 def test_small_variance(step):
     """matches torch.nn.functional.layer_norm on rows with a tiny variance (epsilon matters)"""
-    _, config, state = checks.checkpoint()
+    _, config, state = harness.checkpoint()
     w, b = state[PREFIX + "weight"], state[PREFIX + "bias"]
     x = tiny_variance_input(config.n_embd)
-    out = checks.outputs(step, "LayerNorm", make, max_weights(PREFIX), [x], mode="eager",
+    out = harness.outputs(step, "LayerNorm", make, max_weights(PREFIX), [x], mode="eager",
                          what="LayerNorm", key="tiny")[0]
     eps = config.layer_norm_epsilon
     expected = torch.nn.functional.layer_norm(torch.from_numpy(x), (config.n_embd,), torch.from_numpy(w),

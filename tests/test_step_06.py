@@ -2,17 +2,18 @@
 
 import numpy as np
 
-from gpt2course import checks
-from gpt2course.checks import max_weights
-from gpt2course.compare import check_shape, compare
+from gpt2course.check import harness
+from gpt2course.hf.weights import course_config
+from gpt2course.check.harness import max_weights
+from gpt2course.check.compare import check_shape, compare
 
 STEP = 6
 PREFIX = "transformer."
 
 
 def make(cls):
-    _, config, _ = checks.checkpoint()
-    return cls(checks.course_config(config))
+    _, config, _ = harness.checkpoint()
+    return cls(course_config(config))
 
 
 def wts():
@@ -20,27 +21,27 @@ def wts():
 
 
 def run(step):
-    cap = checks.capture()
-    return checks.outputs(step, "GPT2PositionEmbeddings", make, wts(), [cap.input_ids], mode="eager",
+    cap = harness.capture()
+    return harness.outputs(step, "GPT2PositionEmbeddings", make, wts(), [cap.input_ids], mode="eager",
                           what="GPT2PositionEmbeddings")[0]
 
 
 def test_parameters(step):
     """the table is `wpe`, [n_positions, n_embd]"""
-    checks.parameters_match(step, "GPT2PositionEmbeddings", make, wts(), "GPT2PositionEmbeddings")
+    harness.parameters_match(step, "GPT2PositionEmbeddings", make, wts(), "GPT2PositionEmbeddings")
 
 
 def test_shape(step):
     """output is [seq, n_embd]: one vector per position, shared by the batch"""
-    cap = checks.capture()
-    _, config, _ = checks.checkpoint()
+    cap = harness.capture()
+    _, config, _ = harness.checkpoint()
     check_shape("GPT2PositionEmbeddings output", run(step).shape, [cap.input_ids.shape[1], config.n_embd],
                 "look up positions 0..seq-1 (a 1-D range), not the token ids")
 
 
 def test_matches_hf(step):
     """matches Hugging Face's wpe at positions 0..seq-1"""
-    cap = checks.capture()
+    cap = harness.capture()
     table = max_weights(PREFIX)["wpe.weight"]
     seq = cap.input_ids.shape[1]
     compare("GPT2PositionEmbeddings(ids)", run(step), cap.outputs["transformer.wpe"][0], atol=0, rtol=0,

@@ -1,27 +1,28 @@
 """Step 07 check: GPT2MultiHeadAttention equals Hugging Face's GPT2Attention (h.0.attn) on the same weights."""
 
-from gpt2course import checks
-from gpt2course.checks import ATOL, attention_np, max_weights
-from gpt2course.compare import check_shape, compare
+from gpt2course.check import harness
+from gpt2course.hf.weights import course_config
+from gpt2course.check.harness import ATOL, attention_np, max_weights
+from gpt2course.check.compare import check_shape, compare
 
 STEP = 7
 PREFIX = "transformer.h.0.attn."
 
 
 def make(cls):
-    _, config, _ = checks.checkpoint()
-    return cls(checks.course_config(config))
+    _, config, _ = harness.checkpoint()
+    return cls(course_config(config))
 
 
 def run(step):
-    x = checks.capture().inputs["transformer.h.0.attn"]
-    return checks.outputs(step, "GPT2MultiHeadAttention", make, max_weights(PREFIX), [x], mode="compile",
+    x = harness.capture().inputs["transformer.h.0.attn"]
+    return harness.outputs(step, "GPT2MultiHeadAttention", make, max_weights(PREFIX), [x], mode="compile",
                           what="GPT2MultiHeadAttention")[0], x
 
 
 def test_parameters(step):
     """c_attn and c_proj are named and shaped as in Hugging Face's checkpoint"""
-    checks.parameters_match(step, "GPT2MultiHeadAttention", make, max_weights(PREFIX), "GPT2MultiHeadAttention",
+    harness.parameters_match(step, "GPT2MultiHeadAttention", make, max_weights(PREFIX), "GPT2MultiHeadAttention",
                             hint="c_attn: Linear(n_embd, 3 * n_embd); c_proj: Linear(n_embd, n_embd)")
 
 
@@ -34,13 +35,13 @@ def test_shape(step):
 def test_matches_hf(step):
     """matches Hugging Face's GPT2Attention inside the model (causal, scaled, 4 heads)"""
     out, x = run(step)
-    _, config, state = checks.checkpoint()
+    _, config, state = harness.checkpoint()
     n = config.n_head
 
     def variant(**kw):
         return lambda: attention_np(x, state, PREFIX, n, **kw)
 
-    compare("GPT2MultiHeadAttention(h.0.attn input)", out, checks.capture().outputs["transformer.h.0.attn"],
+    compare("GPT2MultiHeadAttention(h.0.attn input)", out, harness.capture().outputs["transformer.h.0.attn"],
             atol=ATOL, rtol=ATOL, traps={
                 "no mask": (variant(mask=False), "no causal mask: every token also attends to later tokens"),
                 "no scaling": (variant(scale=False), "scores are not divided by sqrt(head_dim)"),

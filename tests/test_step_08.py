@@ -1,8 +1,10 @@
 """Step 08 check: a pre-norm residual sublayer computes x + mlp(ln_2(x)) as Hugging Face's block does."""
 
-from gpt2course import checks
-from gpt2course.checks import ATOL, gelu_tanh, layer_norm_np, max_weights
-from gpt2course.compare import CheckFailure, check_shape, compare
+from gpt2course.check import harness
+from gpt2course.hf.weights import course_config
+from gpt2course.check.harness import ATOL, gelu_tanh, layer_norm_np, max_weights
+from gpt2course.errors import CheckFailure
+from gpt2course.check.compare import check_shape, compare
 
 STEP = 8
 LN, MLP = "transformer.h.0.ln_2.", "transformer.h.0.mlp."
@@ -11,8 +13,8 @@ LN, MLP = "transformer.h.0.ln_2.", "transformer.h.0.mlp."
 def make(cls):
     from solutions.solution_04 import GPT2MLP
 
-    _, config, _ = checks.checkpoint()
-    return cls(config.n_embd, GPT2MLP(config.inner_dim, checks.course_config(config)),
+    _, config, _ = harness.checkpoint()
+    return cls(config.n_embd, GPT2MLP(config.inner_dim, course_config(config)),
                eps=config.layer_norm_epsilon)
 
 
@@ -23,8 +25,8 @@ def wts():
 
 
 def run(step):
-    x = checks.capture().inputs["transformer.h.0.ln_2"]
-    return checks.outputs(step, "ResidualBlock", make, wts(), [x], mode="eager", what="ResidualBlock")[0], x
+    x = harness.capture().inputs["transformer.h.0.ln_2"]
+    return harness.outputs(step, "ResidualBlock", make, wts(), [x], mode="eager", what="ResidualBlock")[0], x
 
 
 def test_add(step):
@@ -37,13 +39,13 @@ def test_add(step):
     from max.experimental.tensor import Tensor
 
     with step.errors("apply_residual_connection"):
-        out = checks.maxrun.to_host(fn(Tensor.from_dlpack(a), Tensor.from_dlpack(b)))
+        out = harness.execute.to_host(fn(Tensor.from_dlpack(a), Tensor.from_dlpack(b)))
     compare("apply_residual_connection(a, b)", out, a + b, atol=0, rtol=0, hint="return input + sublayer_output")
 
 
 def test_parameters(step):
     """ResidualBlock holds `ln` (a LayerNorm) and the sublayer it was given"""
-    checks.parameters_match(step, "ResidualBlock", make, wts(), "ResidualBlock",
+    harness.parameters_match(step, "ResidualBlock", make, wts(), "ResidualBlock",
                             hint="keep self.ln = LayerNorm(dim, eps=eps) and self.sublayer = sublayer")
 
 
@@ -56,7 +58,7 @@ def test_shape(step):
 def test_matches_hf(step):
     """x + mlp(ln_2(x)) equals the output of Hugging Face's GPT2Block (its second residual sublayer)"""
     out, x = run(step)
-    _, config, state = checks.checkpoint()
+    _, config, state = harness.checkpoint()
     eps = config.layer_norm_epsilon
 
     def ln(t):
@@ -66,7 +68,7 @@ def test_matches_hf(step):
         return gelu_tanh(t @ state[MLP + "c_fc.weight"] + state[MLP + "c_fc.bias"]) @ state[
             MLP + "c_proj.weight"] + state[MLP + "c_proj.bias"]
 
-    compare("ResidualBlock(h.0.ln_2 input)", out, checks.capture().outputs["transformer.h.0"],
+    compare("ResidualBlock(h.0.ln_2 input)", out, harness.capture().outputs["transformer.h.0"],
             atol=ATOL, rtol=ATOL, traps={
                 "no residual": (lambda: mlp(ln(x)), "the input is not added back: return x + sublayer(ln(x))"),
                 "normalized residual": (lambda: ln(x) + mlp(ln(x)), "the normalized x is added; add the original x"),

@@ -1,27 +1,28 @@
 """Step 09 check: GPT2Block equals Hugging Face's GPT2Block (h.0) on the same weights."""
 
-from gpt2course import checks
-from gpt2course.checks import ATOL, attention_np, gelu_tanh, layer_norm_np, max_weights
-from gpt2course.compare import check_shape, compare
+from gpt2course.check import harness
+from gpt2course.hf.weights import course_config
+from gpt2course.check.harness import ATOL, attention_np, gelu_tanh, layer_norm_np, max_weights
+from gpt2course.check.compare import check_shape, compare
 
 STEP = 9
 PREFIX = "transformer.h.0."
 
 
 def make(cls):
-    _, config, _ = checks.checkpoint()
-    return cls(checks.course_config(config))
+    _, config, _ = harness.checkpoint()
+    return cls(course_config(config))
 
 
 def run(step):
-    x = checks.capture().inputs["transformer.h.0"]
-    return checks.outputs(step, "GPT2Block", make, max_weights(PREFIX), [x], mode="compile",
+    x = harness.capture().inputs["transformer.h.0"]
+    return harness.outputs(step, "GPT2Block", make, max_weights(PREFIX), [x], mode="compile",
                           what="GPT2Block")[0], x
 
 
 def test_parameters(step):
     """ln_1, attn, ln_2 and mlp are named and shaped as in Hugging Face's checkpoint"""
-    checks.parameters_match(step, "GPT2Block", make, max_weights(PREFIX), "GPT2Block",
+    harness.parameters_match(step, "GPT2Block", make, max_weights(PREFIX), "GPT2Block",
                             hint="ln_1 = LayerNorm(n_embd), attn = GPT2MultiHeadAttention(config), "
                                  "ln_2 = LayerNorm(n_embd), mlp = GPT2MLP(config.inner_dim, config)")
 
@@ -35,7 +36,7 @@ def test_shape(step):
 def test_matches_hf(step):
     """matches Hugging Face's GPT2Block h.0 inside the model"""
     out, x = run(step)
-    _, config, state = checks.checkpoint()
+    _, config, state = harness.checkpoint()
     eps, n = config.layer_norm_epsilon, config.n_head
 
     def ln(t, which):
@@ -63,7 +64,7 @@ def test_matches_hf(step):
     def parallel():
         return x + attn(ln(x, "ln_1")) + mlp(ln(x, "ln_2"))
 
-    compare("GPT2Block(h.0 input)", out, checks.capture().outputs["transformer.h.0"], atol=ATOL, rtol=ATOL,
+    compare("GPT2Block(h.0 input)", out, harness.capture().outputs["transformer.h.0"], atol=ATOL, rtol=ATOL,
             traps={
                 "mlp first": (mlp_first, "the MLP runs before attention; attention comes first"),
                 "post-norm": (post_norm, "LayerNorm is applied after each sum; GPT-2 normalizes each sublayer's input"),

@@ -2,48 +2,49 @@
 
 import pytest
 
-from gpt2course import checks
-from gpt2course.checks import ATOL
-from gpt2course.compare import check_shape, compare
+from gpt2course.hf.weights import course_config
+from gpt2course.check import harness
+from gpt2course.check.harness import ATOL
+from gpt2course.check.compare import check_shape, compare
 
 STEP = 10
 
 
 def make_for(name):
     def make(cls):
-        _, config, _ = checks.checkpoint(name)
-        return cls(checks.course_config(config))
+        _, config, _ = harness.checkpoint(name)
+        return cls(course_config(config))
     return make
 
 
 def result(step, name):
-    return checks.model_outputs(step, "GPT2Model", make_for(name), name, body_attr=None, key=name)
+    return harness.model_outputs(step, "GPT2Model", make_for(name), name, body_attr=None, key=name)
 
 
 def verify(step, name):
     res = result(step, name)
-    cap = checks.capture(name)
-    _, config, state = checks.checkpoint(name)
+    cap = harness.capture(name)
+    _, config, state = harness.checkpoint(name)
     expected = cap.hidden_states[-1]
     check_shape(f"GPT2Model output ({name})", res["output"].shape, expected.shape)
     seq = cap.input_ids.shape[1]
     compare(f"GPT2Model last hidden state ({name} shapes)", res["output"], expected, atol=ATOL, rtol=ATOL,
-            hint=checks.first_divergence(res["layers"], cap, config.n_layer)
+            hint=harness.first_divergence(res["layers"], cap, config.n_layer)
             or "wte(ids) + wpe(positions 0..seq-1) -> blocks -> ln_f")
 
 
 def test_parameters(step):
     """wte, wpe, h.0..h.N and ln_f are named and shaped as in Hugging Face's checkpoint"""
-    _, _, state = checks.checkpoint("small")
-    wts = {k: v for k, v in checks.max_weights("transformer.").items()}
-    checks.parameters_match(step, "GPT2Model", make_for("small"), wts, "GPT2Model",
+    _, _, state = harness.checkpoint("small")
+    wts = {k: v for k, v in harness.max_weights("transformer.").items()}
+    harness.parameters_match(step, "GPT2Model", make_for("small"), wts, "GPT2Model",
                             hint="wte, wpe (Embedding), h (Sequential of GPT2Block), ln_f (LayerNorm)")
 
 
 def test_shape(step):
     """output is [batch, seq, n_embd]"""
     res = result(step, "small")
-    cap = checks.capture("small")
+    cap = harness.capture("small")
     check_shape("GPT2Model output", res["output"].shape, cap.hidden_states[-1].shape)
 
 

@@ -3,22 +3,24 @@
 import numpy as np
 import pytest
 
-from gpt2course import checks
-from gpt2course.checks import ATOL
-from gpt2course.compare import CheckFailure, check_shape, compare
+from gpt2course.hf.weights import course_config
+from gpt2course.check import harness
+from gpt2course.check.harness import ATOL
+from gpt2course.errors import CheckFailure
+from gpt2course.check.compare import check_shape, compare
 
 STEP = 11
 
 
 def make_for(name):
     def make(cls):
-        _, config, _ = checks.checkpoint(name)
-        return cls(checks.course_config(config))
+        _, config, _ = harness.checkpoint(name)
+        return cls(course_config(config))
     return make
 
 
 def result(step, name):
-    return checks.model_outputs(step, "MaxGPT2LMHeadModel", make_for(name), name, body_attr="transformer", key=name)
+    return harness.model_outputs(step, "MaxGPT2LMHeadModel", make_for(name), name, body_attr="transformer", key=name)
 
 
 def softmax(x):
@@ -28,11 +30,11 @@ def softmax(x):
 
 def verify(step, name):
     res = result(step, name)
-    cap = checks.capture(name)
-    _, config, state = checks.checkpoint(name)
+    cap = harness.capture(name)
+    _, config, state = harness.checkpoint(name)
     check_shape(f"logits ({name})", res["output"].shape, cap.logits.shape,
                 "logits are [batch, seq, vocab_size]: apply lm_head at every position")
-    body = checks.first_divergence(res["layers"], cap, config.n_layer)
+    body = harness.first_divergence(res["layers"], cap, config.n_layer)
     hint = "logits = lm_head(transformer(ids)), lm_head = Linear(n_embd, vocab_size, bias=False)"
     if body and not body.startswith("every layer"):
         hint = "the model body differs before the head: " + body
@@ -45,7 +47,7 @@ def verify(step, name):
 
 def test_parameters(step):
     """transformer.* and lm_head.weight (no bias) are named and shaped as in Hugging Face's checkpoint"""
-    checks.parameters_match(step, "MaxGPT2LMHeadModel", make_for("small"), checks.max_weights(""),
+    harness.parameters_match(step, "MaxGPT2LMHeadModel", make_for("small"), harness.max_weights(""),
                             "MaxGPT2LMHeadModel",
                             hint="transformer = GPT2Model(config); lm_head = Linear(n_embd, vocab_size, bias=False)")
 
@@ -53,7 +55,7 @@ def test_parameters(step):
 def test_shape(step):
     """logits are [batch, seq, vocab_size]"""
     res = result(step, "small")
-    check_shape("logits", res["output"].shape, checks.capture("small").logits.shape,
+    check_shape("logits", res["output"].shape, harness.capture("small").logits.shape,
                 "apply lm_head at every position: [batch, seq, n_embd] -> [batch, seq, vocab_size]")
 
 
@@ -75,7 +77,7 @@ def test_next_token(step):
     """the last position's best logit picks the same next token as Hugging Face"""
     res = result(step, "small")
     ours = res["output"][:, -1, :].argmax(-1)
-    theirs = checks.capture("small").logits[:, -1, :].argmax(-1)
+    theirs = harness.capture("small").logits[:, -1, :].argmax(-1)
     if not np.array_equal(ours, theirs):
         raise CheckFailure(f"next-token choice differs: yours {ours.tolist()}, Hugging Face's {theirs.tolist()}",
                            "position i's logits predict token i+1; generation reads the last position")

@@ -5,8 +5,10 @@ import numpy as np
 import torch
 from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from gpt2course import checks, reference
-from gpt2course.compare import CheckFailure, expect_equal
+from gpt2course.check import harness
+from gpt2course.hf import reference
+from gpt2course.errors import CheckFailure
+from gpt2course.check.compare import expect_equal
 
 STEP = 12
 DRAWS = 20000
@@ -93,7 +95,7 @@ def test_top_p(step):
 def test_generate_matches_hf(step):
     """greedy generate_tokens with the MAX model equals Hugging Face generate(do_sample=False), 12 tokens"""
     generate = step.get("generate_tokens")
-    folder, config, _ = checks.checkpoint("small")
+    folder, config, _ = harness.checkpoint("small")
     ids = reference.fixed_input_ids(config.vocab_size, batch=2, seq=5, seed=5)
     # First a stand-in model (NumPy, instant): a broken loop fails here, before a compile.
     expected = ids.copy()
@@ -103,7 +105,7 @@ def test_generate_matches_hf(step):
         got = np.asarray(generate(stand_in_logits, ids, 4, greedy=True))
     expect_equal("generated ids (a stand-in model)", got, expected,
                  "each loop: logits of the LAST position -> argmax -> append as a new column")
-    model = checks.solution_model("small")
+    model = harness.solution_model("small", step.device_name)
     with step.errors("generate_tokens(model, ids, 12, greedy=True)"):
         ours = np.asarray(generate(model, ids, 12, greedy=True))
     theirs = reference.hf_generate_greedy(folder, ids, 12)

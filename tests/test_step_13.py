@@ -13,9 +13,13 @@ import functools
 
 import numpy as np
 
-from gpt2course import checks, maxrun, reference, runtime
-from gpt2course.checks import ATOL
-from gpt2course.compare import CheckFailure, compare, expect_equal
+from gpt2course.hf.weights import course_config
+from gpt2course.check import execute, harness
+from gpt2course.hf import reference
+from gpt2course.run import engine
+from gpt2course.check.harness import ATOL
+from gpt2course.errors import CheckFailure
+from gpt2course.check.compare import compare, expect_equal
 
 STEP = 13
 CKPT = "124m"
@@ -28,51 +32,51 @@ TOL = 5 * ATOL      # 12 layers of float32 in a different order than torch
 
 
 def make(cls):
-    _, config, _ = checks.checkpoint(CKPT)
-    return cls(checks.course_config(config))
+    _, config, _ = harness.checkpoint(CKPT)
+    return cls(course_config(config))
 
 
 @functools.lru_cache(maxsize=1)
 def wts():
-    return checks.max_weights("", CKPT)
+    return harness.max_weights("", CKPT)
 
 
 def ids(seq=SEQ):
-    _, config, _ = checks.checkpoint(CKPT)
+    _, config, _ = harness.checkpoint(CKPT)
     return reference.fixed_input_ids(config.vocab_size, 2, seq)
 
 
 def helpers_ok(step):
     """The model checks need the two helpers; if one failed, they are skipped (no compile)."""
-    checks.once(step, "positions", lambda: _positions(step))
-    checks.once(step, "mask", lambda: _mask(step))
+    harness.once(step, "positions", lambda: _positions(step))
+    harness.once(step, "mask", lambda: _mask(step))
 
 
 def model_fn(step):
     """The learner's cached model, compiled once, as (ids, cache | None) -> (logits, cache)."""
     helpers_ok(step)
-    checks.parameters_match(step, EXPORT, make, wts(), EXPORT)
+    harness.parameters_match(step, EXPORT, make, wts(), EXPORT)
 
     def fn():
-        _, config, _ = checks.checkpoint(CKPT)
-        cfg = checks.course_config(config)
-        dev = maxrun.device()
-        module = checks.build_module(step, EXPORT, make, EXPORT)
-        maxrun._say(f"  compiling {EXPORT} with MAX (first time ~2-4 min on a laptop CPU; "
+        _, config, _ = harness.checkpoint(CKPT)
+        cfg = course_config(config)
+        dev = step.device
+        module = harness.build_module(step, EXPORT, make, EXPORT)
+        execute.say(f"  compiling {EXPORT} with MAX (first time ~2-4 min on a laptop CPU; "
                     "unchanged code is cached and takes seconds) ...")
         with step.errors(f"compiling {EXPORT}"):
-            compiled = runtime.compile_cached(module, cfg, wts(), dev, EXPORT, quiet=True)
-        fn = runtime.cached_logits_fn(compiled, cfg, dev)
+            compiled = engine.compile_cached(module, cfg, wts(), dev, EXPORT, quiet=True)
+        fn = engine.cached_logits_fn(compiled, cfg, dev)
 
         def run(x, cache):
             with step.errors(f"running {EXPORT}"):
                 return fn(x, cache)
         return run
-    return checks.once(step, "compiled", fn)
+    return harness.once(step, "compiled", fn)
 
 
 def hf_logits():
-    folder, _, _ = checks.checkpoint(CKPT)
+    folder, _, _ = harness.checkpoint(CKPT)
     return reference.capture(folder, ids()).logits
 
 
@@ -82,7 +86,7 @@ def hf_trap_logits(token_pos: int, *, position: int | None, with_cache: bool) ->
     import torch
     from transformers import DynamicCache
 
-    folder, _, _ = checks.checkpoint(CKPT)
+    folder, _, _ = harness.checkpoint(CKPT)
     model = reference.hf_model(str(folder))
     x = torch.from_numpy(ids())
     with torch.no_grad():
@@ -109,7 +113,7 @@ def run_sequence(step):
         logits, cache = model(x[:, DECODE_UNTIL:], cache)
         outs["chunk"] = logits
         return outs
-    return checks.once(step, "sequence", fn)
+    return harness.once(step, "sequence", fn)
 
 
 def _positions(step):
@@ -117,7 +121,7 @@ def _positions(step):
     from max.driver import CPU
 
     with step.errors("new_positions(past_length=3, seq_length=4)"):
-        got = maxrun.to_host(fn(3, 4, device=CPU()), "new_positions")
+        got = execute.to_host(fn(3, 4, device=CPU()), "new_positions")
     expect_equal("new_positions(past_length=3, seq_length=4)", got.astype(np.int64),
                  np.array([3, 4, 5, 6]),
                  "the new tokens come after the 3 cached ones: positions 3, 4, 5, 6 (not 0, 1, 2, 3)")
@@ -130,7 +134,7 @@ def _mask(step):
     from max.dtype import DType
 
     with step.errors("cached_causal_mask(past_length=2, seq_length=3)"):
-        got = maxrun.to_host(fn(2, 3, dtype=DType.float32, device=CPU()), "cached_causal_mask")
+        got = execute.to_host(fn(2, 3, dtype=DType.float32, device=CPU()), "cached_causal_mask")
     want = np.triu(np.full((3, 5), -np.inf, dtype=np.float32), k=3)
     compare("cached_causal_mask(past_length=2, seq_length=3)", got, want, atol=0, rtol=0, traps={
         "no offset": (np.triu(np.full((3, 5), -np.inf, dtype=np.float32), k=1),
@@ -143,17 +147,17 @@ def _mask(step):
 
 def test_positions(step):
     """new_positions counts on from the cache length (TODO 1)"""
-    checks.once(step, "positions", lambda: _positions(step))
+    harness.once(step, "positions", lambda: _positions(step))
 
 
 def test_mask(step):
     """cached_causal_mask lets each new token see the cache and the new tokens up to itself (TODO 2)"""
-    checks.once(step, "mask", lambda: _mask(step))
+    harness.once(step, "mask", lambda: _mask(step))
 
 
 def test_parameters(step):
     """the cached model's parameters carry Hugging Face's names and shapes (the same checkpoint loads)"""
-    checks.parameters_match(step, EXPORT, make, wts(), EXPORT,
+    harness.parameters_match(step, EXPORT, make, wts(), EXPORT,
                             hint="the cached model has the same parameters as step 11's: "
                                  "transformer.wte, transformer.wpe, transformer.h.N..., transformer.ln_f, lm_head")
 
@@ -252,7 +256,7 @@ def test_generate_greedy(step):
     """greedy generate_with_cache equals Hugging Face generate(do_sample=False), 32 new tokens"""
     model = model_fn(step)
     generate = step.get("generate_with_cache")
-    folder, _, _ = checks.checkpoint(CKPT)
+    folder, _, _ = harness.checkpoint(CKPT)
     prompt = ids(7)
     with step.errors("generate_with_cache(model, ids, 32, greedy=True)"):
         got = generate(model, prompt, NEW_TOKENS, greedy=True)

@@ -1,10 +1,12 @@
 """pixi.toml is the learners' front door and the Makefile its twin without pixi:
 every pixi task has a make target that runs the same command, and both install the same pins."""
 
+import ast
 import re
 import tomllib
 
-from gpt2course import ROOT, manifest
+from gpt2course import course
+from gpt2course.course import ROOT
 
 PIXI = tomllib.loads((ROOT / "pixi.toml").read_text())
 MAKEFILE = (ROOT / "Makefile").read_text()
@@ -53,18 +55,14 @@ def test_twins_run_the_same_command():
 
 
 def test_a_task_per_step():
-    for n in manifest.numbers():
+    for n in course.numbers():
         assert f"s{n:02d}" in PIXI["tasks"], f"pixi.toml has no s{n:02d}"
         assert f"s{n:02d}" in make_targets(), f"Makefile has no s{n:02d}"
 
 
 def test_same_pins():
-    pins = {}
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line:
-            name, version = line.split("==")
-            pins[name.lower()] = "==" + version
+    pins = {name: "==" + version for name, version in course.pins().items()}
+    assert pins, "requirements.txt lists no pins"
     pixi = {k.lower(): v for k, v in PIXI["pypi-dependencies"].items()}
     assert pins == pixi
 
@@ -76,3 +74,45 @@ def test_readme_commands_exist():
         assert target in make_targets(), f"README mentions `make {target}`, which does not exist"
     for task in set(re.findall(r"`pixi run ([A-Za-z0-9-]+)", readme)) - {"sNN"}:
         assert task in PIXI["tasks"], f"README mentions `pixi run {task}`, which does not exist"
+
+
+def test_course_knows_exactly_the_tasks_make_and_pixi_offer():
+    """course.command spells only real tasks, and every task is one course.command knows."""
+    steps = {f"s{n:02d}" for n in course.numbers()}
+    assert set(course.TASKS) == make_targets() - steps - {"help"}
+    assert set(course.TASKS) - set(course.MAKE_ONLY) == set(PIXI["tasks"]) - steps
+
+
+def test_command_spelling():
+    assert course.command("check", 7) == "`make s07` (pixi run s07)"
+    assert course.command("hint", 7) == "`make hint STEP=07` (pixi run hint s07)"
+    assert course.command("hint", 7, args="--all") == "`make hint STEP=07 ARGS=--all` (pixi run hint s07 --all)"
+    assert course.command("check", 3, target="solutions") == \
+        "`make s03 TARGET=solutions` (pixi run s03 --target solutions)"
+    assert course.command("gpt2", args=["--prompt", "Hi there"]) == \
+        "`make gpt2 ARGS='--prompt '\"'\"'Hi there'\"'\"''` (pixi run gpt2 --prompt 'Hi there')"
+    assert course.command("setup") == "`make setup`"
+    try:
+        course.command("nonsense")
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("course.command accepted a task that does not exist")
+
+
+def test_no_command_is_spelled_by_hand():
+    """Every make/pixi command the package prints comes from course.command (one spelling)."""
+    pattern = re.compile(r"\bmake [a-z0-9]|pixi run [a-z0-9]")
+    offenders = []
+    for path in sorted((ROOT / "gpt2course").rglob("*.py")):
+        if path.name == "course.py":
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body
+                      and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings \
+                    and pattern.search(node.value):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value.strip()[:100]}")
+    assert not offenders, "commands spelled by hand (use course.command):\n" + "\n".join(offenders)

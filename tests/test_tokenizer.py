@@ -2,7 +2,7 @@
 
 import pytest
 
-from gpt2course import tokenizer
+from gpt2course.hf import tokenizer
 
 TEXTS = [
     "Hello world",

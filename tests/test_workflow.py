@@ -1,4 +1,4 @@
-"""The learner's loop (gpt2course/workflow.py): progress, hint, reset, watch and doctor.
+"""The learner's loop (gpt2course/learn/): progress, hint, reset, watch and doctor.
 
 Every command runs as a learner runs it (``python -m gpt2course ...``), but in a
 copy of the course under tmp_path, so the real steps/, .progress/ and .backups/
@@ -19,13 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from gpt2course import ROOT, manifest, workflow
+from gpt2course import course as facts
+from gpt2course.check import verdicts
+from gpt2course.course import ROOT
+from gpt2course.learn import progress, reset, watch
 from gpt2course.skeleton import pristine_skeleton
 
 COPIED = ["gpt2course", "solutions", "steps", "tests", "requirements.txt"]
 SOLUTION_01 = (ROOT / "solutions" / "solution_01.py").read_text()
 WRONG_01 = SOLUTION_01.replace("50257", "50000")  # one wrong number: the first check fails
-N_STEPS = len(manifest.numbers())
+N_STEPS = len(facts.numbers())
 
 
 @pytest.fixture
@@ -39,13 +42,13 @@ def course(tmp_path) -> Path:
             shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         elif src.exists():
             shutil.copy2(src, root / name)
-    for n in manifest.numbers():  # whatever the real steps/ hold, the copy starts untouched
+    for n in facts.numbers():  # whatever the real steps/ hold, the copy starts untouched
         (root / "steps" / f"step_{n:02d}.py").write_text(pristine_skeleton(n))
     return root
 
 
 def clean_env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("GPT2_TARGET", "GPT2_DEVICE", "PYTHONPATH")}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return {**env, "PYTHONUNBUFFERED": "1", **extra}
 
 
@@ -68,8 +71,8 @@ def row(output: str, step: int) -> str:
 def test_progress_on_an_untouched_course_runs_no_check(course):
     out = cli(course, "progress").stdout
     assert f"Your progress: 0 of {N_STEPS} steps done" in out
-    for n in manifest.numbers():
-        assert "not started" in row(out, n) and manifest.step(n)["title"] in row(out, n)
+    for n in facts.numbers():
+        assert "not started" in row(out, n) and facts.step(n)["title"] in row(out, n)
     assert "running the check" not in out
     assert "Next: step 01 — open steps/step_01.py at TODO 1 (line " in out
     assert "`make s01`" in out
@@ -112,64 +115,64 @@ def test_progress_checks_edited_steps_and_remembers_unchanged_ones(course):
 
 
 def test_an_edited_step_whose_todo_1_still_raises_is_not_started(course, monkeypatch):
-    monkeypatch.setattr(workflow, "ROOT", course)
-    monkeypatch.setattr(workflow, "PROGRESS_DIR", course / ".progress")
+    monkeypatch.setattr(facts, "ROOT", course)
+    monkeypatch.setattr(facts, "PROGRESS_DIR", course / ".progress")
     step01 = course / "steps" / "step_01.py"
     step01.write_text(pristine_skeleton(1) + "# my notes\n")
     # The verdict the check gives such a file, remembered as a check run would remember it.
-    workflow.remember_result(1, workflow.cache_key(1, "steps", None), {
+    verdicts.remember(1, verdicts.cache_key(1, "steps", None), {
         "status": "failed", "passed": 0, "total": 2, "first_failure": {
             "check": "defaults equal transformers.GPT2Config()'s",
             "message": "step 01 not implemented yet: start at TODO 1 (steps/step_01.py line 15)"}})
     said = []
-    status = workflow.step_status(1, "steps", say=said.append)
+    status = progress.step_status(1, "steps", say=said.append)
     assert said == [] and status["cached"]
-    assert status["status"] == workflow.NOT_STARTED and "TODO 1 still raises" in status["detail"]
-    assert workflow.current_step() == 1
+    assert status["status"] == progress.NOT_STARTED and "TODO 1 still raises" in status["detail"]
+    assert progress.current_step() == 1
 
 
 def test_cache_key_covers_the_files_a_verdict_depends_on(course, monkeypatch):
-    monkeypatch.setattr(workflow, "ROOT", course)
-    key1, key2 = workflow.cache_key(1, "steps", None), workflow.cache_key(2, "steps", None)
-    assert workflow.cache_key(1, "steps", "gpu") != key1  # the device is part of the verdict
+    monkeypatch.setattr(facts, "ROOT", course)
+    key1, key2 = verdicts.cache_key(1, "steps", None), verdicts.cache_key(2, "steps", None)
+    assert verdicts.cache_key(1, "steps", "gpu") != key1  # the device is part of the verdict
 
     (course / "solutions" / "solution_05.py").write_text("# a later solution step 02 cannot import\n")
-    assert workflow.cache_key(2, "steps", None) == key2
+    assert verdicts.cache_key(2, "steps", None) == key2
     with open(course / "solutions" / "solution_01.py", "a") as f:  # step 02 may import step 01's answer
         f.write("# changed\n")
-    assert workflow.cache_key(2, "steps", None) != key2
+    assert verdicts.cache_key(2, "steps", None) != key2
     with open(course / "tests" / "test_step_01.py", "a") as f:  # the check itself changed
         f.write("# changed\n")
-    assert workflow.cache_key(1, "steps", None) != key1
+    assert verdicts.cache_key(1, "steps", None) != key1
 
 
 def test_progress_table_and_next_line_speak_to_the_learner():
     rows = [
-        {"step": 1, "title": "Model configuration", "status": workflow.DONE, "detail": "2/2 checks pass",
+        {"step": 1, "title": "Model configuration", "status": progress.DONE, "detail": "2/2 checks pass",
          "cached": True, "path": ROOT / "steps" / "step_01.py"},
-        {"step": 2, "title": "Causal mask", "status": workflow.FAILING, "detail": "1/2 checks pass",
+        {"step": 2, "title": "Causal mask", "status": progress.FAILING, "detail": "1/2 checks pass",
          "cached": False, "path": ROOT / "steps" / "step_02.py", "check": "mask values",
          "message": "max abs error inf at [0, 1]", "failure": "mask values: max abs error inf at [0, 1]"},
-        {"step": 7, "title": "Multi-head attention", "status": workflow.NO_CHECK,
+        {"step": 7, "title": "Multi-head attention", "status": progress.NO_CHECK,
          "detail": "edited; TODO 2 still open (this step's check is not written yet)", "cached": False,
          "path": ROOT / "steps" / "step_07.py"},
     ]
-    table = workflow.render_table(rows, width=160)
+    table = progress.render_table(rows, width=160)
     assert "Your progress: 1 of 3 steps done" in table
     assert "[x] 01    Model configuration" in table and "2/2 checks pass (cached)" in table
     assert "[!] 02    Causal mask" in table
     assert "          first failure: mask values: max abs error inf at [0, 1]" in table
     assert "no check yet" in table
-    nxt = workflow.next_step_line(rows)
+    nxt = progress.next_step_line(rows)
     assert nxt.startswith('Next: step 02 — in steps/step_02.py, the check "mask values" fails')
     assert "`make s02`" in nxt and "`make hint STEP=02`" in nxt
-    assert workflow.next_step_line([rows[0]]).startswith("Next: all steps pass")
+    assert progress.next_step_line([rows[0]]).startswith("Next: all steps pass")
 
 
 # --------------------------------------------------------------------------- hint
 
 def test_hint_unfolds_one_at_a_time_and_remembers(course):
-    hints = manifest.step(1)["hints"]
+    hints = facts.step(1)["hints"]
     assert len(hints) == 3
     out = cli(course, "hint", "s01").stdout
     assert f"(hint 1 of 3) {hints[0]}" in out and hints[1] not in out
@@ -185,7 +188,7 @@ def test_hint_unfolds_one_at_a_time_and_remembers(course):
     assert all(f"(hint {i} of 3) {h}" in out for i, h in enumerate(hints, 1))
     assert json.loads((course / ".progress" / "hints.json").read_text()) == {"01": 3}
     out = cli(course, "hint", "s02").stdout  # each step counts on its own
-    assert f"(hint 1 of 3) {manifest.step(2)['hints'][0]}" in out
+    assert f"(hint 1 of 3) {facts.step(2)['hints'][0]}" in out
 
 
 # --------------------------------------------------------------------------- reset
@@ -219,7 +222,7 @@ def test_a_backup_never_replaces_another(tmp_path):
     older = backups / "step_01-20250101-120000.py"
     older.write_text("the learner's earlier work\n")
     step01.write_text(WRONG_01)
-    what, backup = workflow.reset_step(1, step01, backups, stamp="20250101-120000")
+    what, backup = reset.reset_step(1, step01, backups, stamp="20250101-120000")
     assert what == "restored" and backup.name == "step_01-20250101-120000-1.py"
     assert older.read_text() == "the learner's earlier work\n" and backup.read_text() == WRONG_01
     assert step01.read_text() == pristine_skeleton(1)
@@ -270,7 +273,7 @@ class Live:
 
 
 def test_watch_with_file_events_rechecks_on_save(course, tmp_path):
-    if workflow.file_events_problem(course / "steps" / "step_01.py") is not None:
+    if watch.file_events_problem(course / "steps" / "step_01.py") is not None:
         pytest.skip("file events do not work where tmp_path lives")
     step01 = course / "steps" / "step_01.py"
     step01.write_text(WRONG_01)
@@ -319,7 +322,7 @@ C:\\134 /mnt/c 9p rw,dirsync,aname=drvfs 0 0
 
 
 def test_file_events_fallback_is_detected_and_said(tmp_path):
-    problem = workflow.file_events_problem
+    problem = watch.file_events_problem
     assert problem(Path("/work/steps/step_01.py"), mounts=MOUNTS, osrelease="6.8.0", platform="linux") is None
     assert problem(Path("/data disk/steps/step_01.py"), mounts=MOUNTS, osrelease="6.8.0", platform="linux") is None
     nfs = problem(Path("/home/ada/course/steps/step_01.py"), mounts=MOUNTS, osrelease="6.8.0", platform="linux")
@@ -332,8 +335,8 @@ def test_file_events_fallback_is_detected_and_said(tmp_path):
     target = tmp_path / "step_01.py"
     target.write_text("x = 1\n")
     nfs_here = f"server:/export {tmp_path} nfs rw 0 0\n"
-    watcher, how = workflow.choose_watcher(target, mounts=nfs_here, osrelease="6.8.0", platform="linux")
-    assert isinstance(watcher, workflow.PollWatcher)
+    watcher, how = watch.choose_watcher(target, mounts=nfs_here, osrelease="6.8.0", platform="linux")
+    assert isinstance(watcher, watch.PollWatcher)
     assert how.startswith(f"watching {target} by polling every 0.5s (file events unavailable here: ")
     assert "nfs network or shared drive" in how
 

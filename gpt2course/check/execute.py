@@ -1,0 +1,120 @@
+"""Running a learner's MAX module on fixed inputs: eager for small pieces, compiled graphs otherwise.
+
+Inputs and outputs are placed explicitly: inputs go to the device the caller passes
+(``gpt2course.device.max_device``), results come back to the host as float32 NumPy
+arrays, whatever dtype or device the module used.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from gpt2course.check.compare import as_float32
+from gpt2course.errors import CheckFailure
+
+
+def to_host(x, name: str = "output") -> np.ndarray:
+    return as_float32(x, name)
+
+
+def build(factory: Callable[[], object], what: str):
+    """Constructs the learner's module lazily: no weights are materialized until compile."""
+    from max.experimental import functional as F
+
+    with F.lazy():
+        return factory()
+
+
+def parameter_shapes(module) -> dict[str, list[int]]:
+    out = {}
+    for name, tensor in module.parameters:
+        try:
+            out[name] = [int(d) for d in tensor.shape]
+        except Exception:
+            out[name] = [str(d) for d in tensor.shape]
+    return out
+
+
+def check_parameters(module, weights: Mapping[str, np.ndarray], what: str, hint: str | None = None) -> None:
+    """The learner's parameter names and shapes must be Hugging Face's, so its weights load."""
+    have = parameter_shapes(module)
+    want = {k: list(v.shape) for k, v in weights.items()}
+    missing = sorted(set(want) - set(have))
+    extra = sorted(set(have) - set(want))
+    if missing or extra:
+        lines = [f"{what}: parameter names do not match the Hugging Face checkpoint"]
+        if missing:
+            lines.append(f"  missing: {', '.join(missing)}")
+        if extra:
+            lines.append(f"  unexpected: {', '.join(extra)}")
+        lines.append(f"  your module has: {', '.join(sorted(have)) or '(no parameters)'}")
+        raise CheckFailure("\n".join(lines), hint or "name the attributes exactly as the TODO says "
+                           "(they are Hugging Face's names)")
+    for name in sorted(want):
+        if have[name] != want[name]:
+            transposed = have[name] == want[name][::-1]
+            raise CheckFailure(
+                f"{what}: parameter {name} has shape {have[name]}, the checkpoint's is {want[name]}",
+                "Linear(in_dim, out_dim) stores its weight as [out_dim, in_dim]: swap the two sizes"
+                if transposed else hint or "check the sizes you passed when creating it")
+
+
+_reporter = None
+
+
+def set_reporter(fn) -> None:
+    """Where progress lines go (the pytest plugin installs a writer that bypasses capture)."""
+    global _reporter
+    _reporter = fn
+
+
+def say(msg: str) -> None:
+    if _reporter is not None:
+        _reporter(msg)
+    else:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def run_compiled(module, weights: Mapping[str, np.ndarray], inputs: Sequence[np.ndarray], *,
+                 dev, what: str = "module") -> list[np.ndarray]:
+    """Compiles ``module.forward`` for the inputs' exact shapes and runs it once on ``dev``."""
+    from max.dtype import DType
+    from max.experimental.tensor import Tensor
+    from max.graph import TensorType
+
+    module.to(dev)
+    types = [TensorType(DType.from_numpy(x.dtype), list(x.shape), device=module.device) for x in inputs]
+    t0 = time.time()
+    say(f"  compiling {what} with MAX (first time ~1-2 min on a laptop CPU; "
+         "unchanged code is cached and takes seconds) ...")
+    wts = {k: Tensor.from_dlpack(np.ascontiguousarray(v)).to(dev) for k, v in weights.items()}
+    compiled = module.compile(*types, weights=wts)
+    say(f"  compiled in {time.time() - t0:.1f}s")
+    outs = compiled(*[Tensor.from_dlpack(np.ascontiguousarray(x)).to(dev) for x in inputs])
+    if not isinstance(outs, (tuple, list)):
+        outs = [outs]
+    return [to_host(o, what) for o in outs]
+
+
+def run_eager(module, weights: Mapping[str, np.ndarray], inputs: Sequence[np.ndarray], *,
+              dev, what: str = "module") -> list[np.ndarray]:
+    """Loads the weights and calls the module eagerly on ``dev`` (small pieces only: each op runs
+    on its own)."""
+    from max.experimental.tensor import Tensor
+
+    module.load_state_dict({k: Tensor.from_dlpack(np.ascontiguousarray(v)).to(dev)
+                            for k, v in weights.items()}, strict=True)
+    module.to(dev)
+    outs = module(*[Tensor.from_dlpack(np.ascontiguousarray(x)).to(dev) for x in inputs])
+    if not isinstance(outs, (tuple, list)):
+        outs = [outs]
+    return [to_host(o, what) for o in outs]
+
+
+def run(module, weights, inputs, *, mode: str, dev, what: str = "module") -> list[np.ndarray]:
+    runner = run_compiled if mode == "compile" else run_eager
+    return runner(module, weights, inputs, dev=dev, what=what)

@@ -1,0 +1,217 @@
+"""What the per-step checks share: the checkpoint, Hugging Face's captured activations,
+and building + running a learner's module with every failure explained.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pytest
+
+from gpt2course.check import execute
+from gpt2course.device import max_device
+from gpt2course.errors import CheckFailure
+from gpt2course.hf import checkpoints, reference, weights
+
+ATOL = 1e-4  # float32 on CPU; differences from operation order stay near 1e-6
+
+
+@functools.lru_cache(maxsize=2)
+def checkpoint(name: str = "small"):
+    """(folder, config, Hugging Face state dict) of a seeded checkpoint, built on first use."""
+    folder = checkpoints.seeded_checkpoint(name)
+    config, state = weights.load_hf_state(folder)
+    return folder, config, state
+
+
+def capture(name: str = "small", batch: int = 2, seq: int = 7) -> reference.Capture:
+    folder, config, _ = checkpoint(name)
+    return reference.capture(folder, reference.fixed_input_ids(config.vocab_size, batch, seq))
+
+
+def max_weights(prefix: str, name: str = "small") -> dict[str, np.ndarray]:
+    return weights.to_max(checkpoint(name)[2], prefix)
+
+
+def once(step, key: str, fn: Callable):
+    """Runs ``fn`` once per step; a failure is reported by the first check that needs it and
+    skips the later ones, so the learner reads one message, not five."""
+    cache = step.cache
+    if key not in cache:
+        try:
+            cache[key] = ("ok", fn())
+        except CheckFailure as exc:
+            cache[key] = ("failed", exc)
+            raise
+    state, value = cache[key]
+    if state == "failed":
+        pytest.skip(f"skipped: an earlier check failed ({value.message.splitlines()[0]})")
+    return value
+
+
+def build_module(step, export: str, make: Callable, what: str):
+    cls = step.get(export)
+    with step.errors(f"creating {export}"):
+        return execute.build(lambda: make(cls), what)
+
+
+def parameters_match(step, export: str, make: Callable, wts: dict, what: str, hint: str | None = None):
+    """Sub-check: the module builds and its parameters load Hugging Face's weights."""
+    def fn():
+        module = build_module(step, export, make, what)
+        execute.check_parameters(module, wts, what, hint)
+        return module
+    return once(step, "module", fn)
+
+
+def outputs(step, export: str, make: Callable, wts: dict, inputs: Sequence[np.ndarray], *,
+            mode: str, what: str, key: str = "outputs", hint: str | None = None) -> list[np.ndarray]:
+    """The module's outputs on ``inputs`` (built fresh so each run starts from clean weights)."""
+    parameters_match(step, export, make, wts, what, hint)
+
+    def fn():
+        module = build_module(step, export, make, what)
+        with step.errors(f"running {export}"):
+            return execute.run(module, wts, inputs, mode=mode, dev=step.device, what=what)
+    return once(step, key, fn)
+
+
+def gelu_tanh(x):
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+def gelu_exact(x):
+    from math import erf
+    return 0.5 * x * (1.0 + np.vectorize(erf)(x / np.sqrt(2.0)))
+
+
+def layer_norm_np(x, w, b, eps, *, eps_outside=False, unbiased=False):
+    mean = x.mean(-1, keepdims=True)
+    var = x.var(-1, keepdims=True, ddof=1 if unbiased else 0)
+    denom = np.sqrt(var) + eps if eps_outside else np.sqrt(var + eps)
+    return (x - mean) / denom * w + b
+
+
+def attention_np(x, state, prefix, n_head, *, mask=True, scale=True):
+    """Causal self-attention in NumPy from HF weights: only for naming a learner's mistake."""
+    wa, ba = state[prefix + "c_attn.weight"], state[prefix + "c_attn.bias"]
+    wp, bp = state[prefix + "c_proj.weight"], state[prefix + "c_proj.bias"]
+    b, s, d = x.shape
+    hd = d // n_head
+    q, k, v = np.split(x @ wa + ba, 3, axis=-1)
+    q, k, v = (t.reshape(b, s, n_head, hd).transpose(0, 2, 1, 3) for t in (q, k, v))
+    scores = q @ k.transpose(0, 1, 3, 2)
+    if scale:
+        scores = scores / np.sqrt(hd)
+    if mask:
+        scores = scores + np.triu(np.full((s, s), -np.inf, dtype=np.float32), 1)
+    scores = scores - scores.max(-1, keepdims=True)
+    w = np.exp(scores)
+    w = w / w.sum(-1, keepdims=True)
+    y = (w @ v).transpose(0, 2, 1, 3).reshape(b, s, d)
+    return y @ wp + bp
+
+
+def _diagnostic_module(model, body_attr: str | None):
+    """Wraps a learner's model so one compiled graph returns its output *and* each layer's
+    activations (embeddings, every block, ln_f), computed with the learner's own submodules."""
+    from max.dtype import DType
+    from max.experimental.nn import Module
+    from max.experimental.tensor import Tensor
+
+    class Diagnose(Module):
+        def __init__(self, model):
+            self.model = model
+
+        def forward(self, input_ids):
+            out = self.model(input_ids)
+            body = getattr(self.model, body_attr) if body_attr else self.model
+            positions = Tensor.arange(input_ids.shape[-1], dtype=DType.int64, device=input_ids.device)
+            hidden = body.wte(input_ids) + body.wpe(positions)
+            layers = [out, hidden]
+            for block in body.h:
+                hidden = block(hidden)
+                layers.append(hidden)
+            layers.append(body.ln_f(hidden))
+            return tuple(layers)
+
+    return Diagnose(model)
+
+
+def model_outputs(step, export: str, make: Callable, name: str, *, body_attr: str | None,
+                  key: str) -> dict:
+    """Compiles the learner's whole model once (with per-layer taps) on checkpoint ``name``.
+
+    Returns {"output": ..., "layers": [embeddings, block 0, ..., ln_f] or None}.
+    """
+    folder, config, state = checkpoint(name)
+    wts = weights.to_max(state) if body_attr else weights.to_max(state, "transformer.")
+    if not body_attr:
+        wts = {k: v for k, v in wts.items() if not k.startswith("lm_head.")}
+    what = f"{export} ({name} shapes)"
+    parameters_match(step, export, make, wts, what)
+    ids = reference.fixed_input_ids(config.vocab_size)
+
+    def fn():
+        module = build_module(step, export, make, what)
+        try:
+            wrapped = _diagnostic_module(module, body_attr)
+            with step.errors(f"running {export}"):
+                outs = execute.run(wrapped, {"model." + k: v for k, v in wts.items()}, [ids],
+                                   mode="compile", dev=step.device, what=what)
+            return {"output": outs[0], "layers": outs[1:]}
+        except CheckFailure as first:
+            # The taps use wte/wpe/h/ln_f directly; if that is what failed, run the model alone.
+            module = build_module(step, export, make, what)
+            with step.errors(f"running {export}"):
+                outs = execute.run(module, wts, [ids], mode="compile", dev=step.device, what=what)
+            if len(outs) != 1:
+                raise first
+            return {"output": outs[0], "layers": None}
+    return once(step, key, fn)
+
+
+def first_divergence(layers, cap: reference.Capture, n_layer: int, atol: float = ATOL) -> str | None:
+    """Names the first layer whose activations leave Hugging Face's, or None if all match."""
+    if layers is None:
+        return None
+    expected = [cap.hidden_states[0]] + [cap.outputs[f"transformer.h.{i}"] for i in range(n_layer)] + [
+        cap.outputs["transformer.ln_f"]]
+    names = ["embeddings (wte + wpe)"] + [f"block h.{i}" for i in range(n_layer)] + ["final LayerNorm ln_f"]
+    if len(layers) != len(expected):
+        return (f"your model has {len(layers) - 2} blocks; the checkpoint has {n_layer} "
+                "(build config.n_layer blocks)")
+    for name, got, want in zip(names, layers, expected):
+        if got.shape != want.shape:
+            return f"{name}: shape {list(got.shape)}, expected {list(want.shape)}"
+        err = float(np.abs(got - want).max())
+        if err > atol + atol * float(np.abs(want).max()):
+            return f"first layer that differs from Hugging Face: {name} (max abs error {err:.3e}); the layers before it match"
+    return ("every layer matches Hugging Face when chained as wte + wpe -> blocks -> ln_f, "
+            "so the difference is in how forward() combines them (positions from 0? ln_f last?)")
+
+
+@functools.lru_cache(maxsize=2)
+def solution_model(name: str = "small", device: str = "cpu"):
+    """The reference MaxGPT2LMHeadModel compiled for any [batch, seq] on ``device``:
+    ids (int64) -> logits (float32)."""
+    from max.dtype import DType
+    from max.experimental.tensor import Tensor
+    from max.graph import TensorType
+
+    from solutions.solution_11 import MaxGPT2LMHeadModel
+
+    folder, config, state = checkpoint(name)
+    dev = max_device(device)
+    model = execute.build(lambda: MaxGPT2LMHeadModel(weights.course_config(config)), "MaxGPT2LMHeadModel")
+    model.to(dev)
+    execute.say(f"  compiling the reference GPT-2 ({name} shapes) with MAX (cached after the first time) ...")
+    compiled = model.compile(TensorType(DType.int64, ["batch", "seq"], device=model.device),
+                             weights={k: Tensor.from_dlpack(v).to(dev) for k, v in weights.to_max(state).items()})
+
+    def logits(ids: np.ndarray) -> np.ndarray:
+        out = compiled(Tensor.from_dlpack(np.ascontiguousarray(ids, dtype=np.int64)).to(dev))
+        return execute.to_host(out, "logits")
+    return logits

@@ -1,0 +1,193 @@
+"""The pytest side of the learner's check: target, device, and a report a learner can read.
+
+Every ``tests/test_step_NN.py`` sets ``STEP = NN`` and asks for the ``step``
+fixture. Its tests are the step's sub-checks, in order; a test's docstring is
+the sub-check's name. Failures print as: the sub-check, what was expected and
+what came out, a hint, and only then where in the learner's file it broke.
+
+The target (``--target``) and the device (``--device``) are options of this plugin and
+reach the checks as attributes of the ``step`` fixture, never through the environment.
+A graded run adds ``gpt2course.grade.plugin`` (``-p``), which watches through the
+``observer`` below; nothing of grading lives here.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from gpt2course import course
+from gpt2course.check import execute, learner
+from gpt2course.errors import CheckFailure
+
+
+def _live_writer(config):
+    """Prints a line to the terminal now, even while pytest captures output (compile progress)."""
+    def write(msg: str) -> None:
+        capman = config.pluginmanager.getplugin("capturemanager")
+        reporter = config.pluginmanager.getplugin("terminalreporter")
+        if reporter is None:
+            return
+        if capman is not None:
+            with capman.global_and_fixture_disabled():
+                reporter.ensure_newline()
+                reporter.write_line(msg)
+        else:
+            reporter.write_line(msg)
+    return write
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("gpt2course")
+    group.addoption("--target", default=course.DEFAULT_TARGET,
+                    help="code to check: 'steps' (default), 'solutions', or a folder holding step_NN.py")
+    group.addoption("--device", default=course.DEFAULT_DEVICE, choices=course.DEVICES,
+                    help="where MAX runs the checks (default cpu)")
+    group.addoption("--report-json", default=None, help="write per-step results to this JSON file")
+
+
+def pytest_configure(config):
+    config._gpt2_results = {}
+    execute.set_reporter(_live_writer(config))
+
+
+def observer(config):
+    """The grader's observer of this run (gpt2course.grade.plugin), or None for learners."""
+    return getattr(config, "_gpt2_grading", None)
+
+
+@dataclass
+class Step:
+    """One step under check: its file, its module (or why it did not load), the device."""
+
+    number: int
+    path: Path
+    target: str = course.DEFAULT_TARGET
+    device_name: str = course.DEFAULT_DEVICE
+    module: object = None
+    error: CheckFailure | None = None
+    cache: dict = field(default_factory=dict)
+    error_reported: bool = False
+    watch: object = None  # the grader's observer, if any
+
+    @functools.cached_property
+    def device(self):
+        """The MAX device the checks run on (``--device``)."""
+        from gpt2course.device import max_device
+
+        return max_device(self.device_name)
+
+    def get(self, name: str):
+        if self.error is not None:
+            if self.error_reported:
+                pytest.skip(f"skipped: {self.error.message.splitlines()[0]}")
+            self.error_reported = True
+            raise self.error
+        return learner.export(self.module, self.number, name, self.path)
+
+    def errors(self, doing: str):
+        cm = learner.learner_errors(self.number, self.path, doing)
+        return cm if self.watch is None else self.watch.watching(cm)
+
+
+@pytest.fixture(scope="module")
+def step(request) -> Step:
+    config = request.config
+    number = getattr(request.module, "STEP")
+    target = config.getoption("--target")
+    s = Step(number, course.step_file(number, target), target, config.getoption("--device"),
+             watch=observer(config))
+    try:
+        s.module = learner.load(number, target)
+    except CheckFailure as exc:
+        s.error = exc
+    finally:
+        if s.watch is not None:
+            s.watch.check()
+    return s
+
+
+def _title(item) -> str:
+    doc = getattr(item.function, "__doc__", None) or item.name
+    return doc.strip().splitlines()[0]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    number = getattr(item.module, "STEP", None)
+    if number is None or report.when not in ("setup", "call"):
+        return
+    if report.when == "setup" and report.passed:
+        return
+    results = item.config._gpt2_results.setdefault(number, [])
+    entry = {"check": _title(item), "outcome": report.outcome, "seconds": round(call.duration, 3)}
+    if call.excinfo is not None:
+        exc = call.excinfo.value
+        if isinstance(exc, CheckFailure):
+            entry["message"] = exc.message
+            entry["hint"] = exc.hint
+            report.longrepr = str(exc)
+        elif report.skipped:
+            entry["message"] = str(getattr(exc, "msg", exc))
+        else:
+            entry["message"] = f"{type(exc).__name__}: {exc}"
+    if observer(item.config) is not None:
+        observer(item.config).entry(item, call, entry)
+    results.append(entry)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    results = config._gpt2_results
+    if not results:
+        return
+    tr = terminalreporter
+    target = config.getoption("--target")
+    report = {"target": target, "device": config.getoption("--device"), "steps": {}}
+    for number in sorted(results):
+        checks = results[number]
+        info = course.step(number)
+        path = course.display(course.step_file(number, target))
+        tr.write_line("")
+        tr.write_line(f"step {number:02d} - {info['title']}   [{path}]", bold=True)
+        first_failure = None
+        for c in checks:
+            mark = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}[c["outcome"]]
+            colour = {"PASS": {"green": True}, "FAIL": {"red": True}, "SKIP": {"yellow": True}}[mark]
+            tr.write_line(f"  {mark}  {c['check']}", **colour)
+            if c["outcome"] == "failed" and first_failure is None:
+                first_failure = c
+                for line in c.get("message", "").splitlines():
+                    tr.write_line(f"        {line}")
+                if c.get("hint"):
+                    tr.write_line(f"        hint: {c['hint']}", yellow=True)
+        passed = sum(c["outcome"] == "passed" for c in checks)
+        failed = any(c["outcome"] == "failed" for c in checks)
+        status = "failed" if failed or passed == 0 else "passed"
+        if status == "passed":
+            tr.write_line(f"step {number:02d} passed: {passed}/{len(checks)} checks match Hugging Face.",
+                          green=True, bold=True)
+        else:
+            hints = info.get("hints") or []
+            if hints and first_failure is not None:
+                tr.write_line(f"  first hint for step {number:02d}: {hints[0]}", yellow=True)
+            tr.write_line(f"step {number:02d} not passing yet: {passed}/{len(checks)} checks pass. "
+                          f"More help: {course.command('hint', number)}.",
+                          red=True, bold=True)
+        report["steps"][f"{number:02d}"] = {
+            "status": status, "passed": passed, "total": len(checks),
+            "first_failure": first_failure, "checks": checks,
+        }
+    grading = observer(config)
+    if grading is not None:
+        report = grading.finish(report)
+        for problem in report["grading"]["problems"]:
+            tr.write_line(f"grading: {problem}", red=True)
+    path = config.getoption("--report-json")
+    if path:
+        Path(path).write_text(json.dumps(report, indent=2))

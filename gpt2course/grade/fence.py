@@ -1,0 +1,103 @@
+"""The write fence of a graded check: an audit hook (PEP 578; it cannot be removed once added)
+that refuses and records Python-level writes outside the check's workspace, and signals to
+processes outside the check's session. Native code and child processes are not seen by it:
+the sandbox's Landlock rules (gpt2course.grade.sandbox) cover them where the kernel has Landlock.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import threading
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_PATH_EVENTS = {  # event -> indexes of (path, dir_fd) pairs among its arguments
+    "os.remove": [(0, 1)], "os.rmdir": [(0, 1)], "os.mkdir": [(0, 2)], "os.rename": [(0, 2), (1, 3)],
+    "os.chmod": [(0, 2)], "os.chown": [(0, 3)], "os.link": [(1, 3)], "os.symlink": [(1, 2)],
+    "os.utime": [(0, 3)], "os.truncate": [(0, None)], "os.mkfifo": [(0, 2)], "os.mknod": [(0, 3)],
+    "shutil.rmtree": [(0, None)], "shutil.copyfile": [(1, None)], "shutil.copytree": [(1, None)],
+    "shutil.move": [(1, None)], "os.chflags": [(0, None)], "os.lchflags": [(0, None)],
+}
+
+
+class WriteFence:
+    """Audit hook: Python-level writes outside ``roots``, and signals to processes outside this
+    process's session (the grader, other students' checks), raise PermissionError and are recorded."""
+
+    def __init__(self, roots):
+        self.roots = [os.path.realpath(r) for r in roots]
+        self.violations: list[str] = []
+        self._busy = threading.local()
+
+    def allowed(self, path) -> bool:
+        real = os.path.realpath(path)
+        return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in self.roots)
+
+    @staticmethod
+    def _resolve(path, dir_fd):
+        if isinstance(path, int):
+            return None
+        try:
+            path = os.fsdecode(os.fspath(path))
+        except TypeError:
+            return None
+        if not os.path.isabs(path) and isinstance(dir_fd, int) and dir_fd >= 0:
+            try:
+                path = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
+            except OSError:
+                pass
+        return os.path.abspath(path)
+
+    def _signal(self, event, args):
+        try:
+            target, sig = int(args[0]), int(args[1])
+        except (IndexError, TypeError, ValueError):
+            return
+        if sig == 0 or target in (0, os.getpid()):
+            return
+        try:
+            if os.getsid(abs(target)) == os.getsid(0):
+                return
+        except OSError:
+            return  # no such process: the call fails by itself
+        self.violations.append(f"{event} {target} (signal {sig})")
+        raise PermissionError(errno.EPERM, "grading: signalling processes outside the check is refused")
+
+    def __call__(self, event, args):
+        if event in ("os.kill", "os.killpg"):
+            return self._signal(event, args)
+        if event == "open":
+            if len(args) < 3 or not isinstance(args[2], int) or not args[2] & _WRITE_FLAGS:
+                return
+            targets = [(args[0], None)]
+        elif event in _PATH_EVENTS:
+            targets = [(args[i] if i < len(args) else None,
+                        args[j] if j is not None and j < len(args) else None) for i, j in _PATH_EVENTS[event]]
+        else:
+            return
+        if getattr(self._busy, "on", False):
+            return
+        self._busy.on = True
+        try:
+            for path, dir_fd in targets:
+                resolved = self._resolve(path, dir_fd)
+                if resolved is None or self.allowed(resolved):
+                    continue
+                if event == "os.mkdir" and os.path.isdir(resolved):
+                    continue  # mkdir(exist_ok=True) of a folder that is there: changes nothing
+                if "__pycache__" in resolved.split(os.sep):
+                    # bytecode caching: importlib ignores the error; not the student's doing
+                    raise PermissionError(errno.EACCES, "grading: writes outside the workspace are refused",
+                                          resolved)
+                self.violations.append(f"{event} {resolved}")
+                raise PermissionError(errno.EACCES, "grading: writes outside the workspace are refused",
+                                      resolved)
+        finally:
+            self._busy.on = False
+
+
+def install_write_fence(roots) -> WriteFence:
+    fence = WriteFence(roots)
+    sys.addaudithook(fence)
+    return fence
