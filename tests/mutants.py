@@ -37,6 +37,10 @@ MUTANTS: dict[int, list[tuple[str, str, str, str]]] = {
          "scores = scores + causal_mask(\n            seq, 0, dtype=scores.dtype, device=scores.device\n        )",
          "scores = scores", "no causal mask"),
         ("no 1/sqrt(head_dim) scaling", "/ math.sqrt(self.head_dim)", "/ 1.0", "not divided by sqrt(head_dim)"),
+        ("split heads by reshape alone", "return x.reshape([batch, seq, self.n_head, self.head_dim]).transpose(1, 2)",
+         "return x.reshape([batch, self.n_head, seq, self.head_dim])", "split_heads reshapes straight"),
+        ("merge heads by reshape alone", "return x.transpose(1, 2).reshape([batch, seq, self.n_embd])",
+         "return x.reshape([batch, seq, self.n_embd])", "merge_heads reshapes"),
     ],
     8: [
         ("no residual", "return apply_residual_connection(x, self.sublayer(self.ln(x)))",
