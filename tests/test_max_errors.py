@@ -1,0 +1,92 @@
+"""MAX's failures explained (pure Python, no MAX): the texts below are what max 26.7.0 raised
+when provoked (see gpt2course/max_errors.py); learner_errors must name what the code did, show
+the learner's frame, and keep MAX's raw text after it."""
+
+from pathlib import Path
+
+import pytest
+
+from gpt2course import max_errors, targets
+from gpt2course.compare import CheckFailure
+
+MATMUL = """Failed to create op 'MatmulOp':
+Inputs:
+    input_x = TensorValue(dtype=float32, shape=[Dim(2), Dim(3)], device=cpu:0)
+    input_y = TensorValue(dtype=float32, shape=[Dim(4), Dim(5)], device=cpu:0)
+
+Diagnostics:
+    Matrix multiplication input lhs (shape [2, 3]) dimension at axis -1 (value 3) must match input rhs (shape [4, 5]) dimension at axis -2 (value 4)
+Failed to infer result type(s) for 'rmo.matmul'"""
+
+BROADCAST = """Failed to create op 'AddOp':
+Inputs:
+    input_x = TensorValue(dtype=float32, shape=[Dim(2), Dim(3)], device=cpu:0)
+    input_y = TensorValue(dtype=float32, shape=[Dim(4), Dim(5)], device=cpu:0)
+
+Diagnostics:
+    Input lhs (shape [2, 3]) dimension at axis 1 (value 3) and input rhs (shape [4, 5]) dimension at axis 1 (value 5) are neither equivalent nor broadcastable. Insert an explicit rebind if these dims will be equivalent at runtime.
+Failed to infer result type(s) for 'rmo.add'"""
+
+DTYPE = """Failed to create op 'AddOp':
+Inputs:
+    input_x = TensorValue(dtype=float32, shape=[Dim(2), Dim(3)], device=cpu:0)
+    input_y = TensorValue(dtype=int64, shape=[Dim(2), Dim(3)], device=cpu:0)
+
+Diagnostics:
+    Failed to resolve valid dtype: Unsafe cast from si64 to f64. Insert an explicit cast op if this conversion is wanted.
+Failed to infer result type(s) for 'rmo.add'"""
+
+DEVICE = """Input values must be on the same device
+    lhs: TensorType(dtype=float32, shape=[Dim(2)], device=cpu:0)
+    rhs: TensorType(dtype=float32, shape=[Dim(2)], device=gpu:0)"""
+
+COMPILE = ("Failed to compile the model. Please file an issue, all models should be correct by construction "
+           "and this error should have been caught during construction.")
+
+
+@pytest.mark.parametrize("text, says", [
+    (MATMUL, "matrix multiplication (@) of shapes [2, 3] and [4, 5]: the left's last axis (3)"),
+    (BROADCAST, "elementwise Add of shapes [2, 3] and [4, 5]: axis 1 has 3 on one side and 5"),
+    (DTYPE, "mixing dtypes float32 and int64"),
+    (DEVICE, "inputs live on different devices (cpu:0, gpu:0)"),
+    (COMPILE, "could not compile it"),
+])
+def test_explain_names_the_failure(text, says):
+    what, hint = max_errors.explain(ValueError(text))
+    assert says in what, what
+    assert hint
+
+
+def test_axis_out_of_range_and_unknown_text():
+    assert "axis that the tensor does not have" in max_errors.explain(IndexError("Axis out of range axis=3"))[0]
+    assert max_errors.explain(ValueError("something else")) is None
+
+
+def raise_in_learner_file(tmp_path: Path, text: str) -> CheckFailure:
+    path = tmp_path / "step_07.py"
+    path.write_text(f"def forward():\n    raise ValueError({text!r})\n")
+    namespace = {}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)
+    with pytest.raises(CheckFailure) as info:
+        with targets.learner_errors(7, path, "running GPT2MultiHeadAttention"):
+            namespace["forward"]()
+    return info.value
+
+
+def test_learner_errors_translates_then_shows_the_frame_then_the_raw_text(tmp_path):
+    exc = raise_in_learner_file(tmp_path, MATMUL)
+    msg = exc.message
+    assert msg.startswith("step 07: running GPT2MultiHeadAttention failed inside MAX: a matrix multiplication")
+    assert msg.index("where:") < msg.index("step_07.py\", line 2, in forward") < msg.index("MAX said (ValueError):")
+    assert "Matrix multiplication input lhs (shape [2, 3])" in msg.split("MAX said")[1]
+    assert "transpose(-1, -2)" in exc.hint
+
+
+def test_compile_failure_does_not_tell_the_learner_to_file_an_issue_first(tmp_path):
+    msg = raise_in_learner_file(tmp_path, COMPILE).message
+    assert msg.index("could not compile it") < msg.index("Please file an issue")
+
+
+def test_other_errors_keep_the_old_report(tmp_path):
+    msg = raise_in_learner_file(tmp_path, "plain").message
+    assert "raised ValueError: plain" in msg and "inside MAX" not in msg
