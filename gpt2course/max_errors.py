@@ -10,6 +10,12 @@ The texts matched here were provoked with max 26.7.0 (eager ops and compiled mod
   Failed to create op 'AddOp': ... Input lhs (shape [2, 3]) dimension at axis 1 (value 3) and
       input rhs (shape [4, 5]) dimension at axis 1 (value 5) are neither equivalent nor broadcastable.
   Failed to create op 'AddOp': ... Failed to resolve valid dtype: Unsafe cast from si64 to f64.
+  Failed to create op 'ReshapeOp': ... input and output number of elements must match:
+      #mosh<ape[2, 3]> : !mosh.ape != #mosh<ape[4, 2]> : !mosh.ape
+  IndexError: Axis axis_2 out of range (expected to be in range of [-2, 1], but got 3)
+  softmax over axis 5 of a rank-2 tensor (a RemoteCompileError / RuntimeError whose cause says)
+      ... "rank": 2, ... "reduce_dim": 5, ... rowwise_softmax.mojo:70:5: note: constraint failed:
+      reduce_dim must be in [0, rank) ... Failed to compile the model. Please file an issue, ...
 and, from MAX's own source (max/graph/ops/validation.py, max/engine/api.py):
   Input values must be on the same device
   Failed to compile the model. Please file an issue, all models should be correct by construction ...
@@ -40,8 +46,24 @@ def inputs(text: str) -> list[tuple[str, str, str]]:
     return [(dtype, _dims(shape), dev) for _, dtype, shape, dev in _INPUT.findall(text)]
 
 
+_RESHAPE = re.compile(r"number of elements must match: #mosh<ape(\[[^\]]*\])>.*?#mosh<ape(\[[^\]]*\])>")
+_AXIS_RANGE = re.compile(r"Axis (\w+) out of range \(expected to be in range of \[(-?\d+), (-?\d+)\], but got (-?\d+)\)")
+_REDUCE_DIM = re.compile(r'"reduce_dim": (-?\d+)')
+_RANK = re.compile(r'"rank": (\d+)')
+
+
+def _chain_text(exc: BaseException) -> str:
+    """The text of the exception and of what caused it (MAX wraps compile errors)."""
+    texts, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        texts.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    return "\n".join(texts)
+
+
 def explain(exc: BaseException) -> tuple[str, str] | None:
-    text = str(exc)
+    text = _chain_text(exc)
     m = _OP.search(text)
     op = m.group(1) if m else None
     ins = inputs(text)
@@ -69,6 +91,21 @@ def explain(exc: BaseException) -> tuple[str, str] | None:
                 + (f" ({', '.join(devices)})" if devices else ""),
                 "create new tensors on the device of the others: pass device=x.device (e.g. "
                 "Tensor.arange(n, device=x.device), causal_mask(..., device=x.device))")
+    if (m := _RESHAPE.search(text)):
+        return (f"a reshape from {m.group(1)} to {m.group(2)}: the number of elements must stay the same",
+                "the new shape must multiply to the same total (e.g. [batch, seq, n_head, head_dim] from "
+                "[batch, seq, n_embd]); read the sizes from x.shape, not from constants")
+    if (m := _AXIS_RANGE.search(text)):
+        lo, hi, got = m.group(2), m.group(3), m.group(4)
+        return (f"axis {got}, which the tensor does not have: its axes are {lo} .. {hi}",
+                "count the tensor's axes (len(x.shape)); negative axes count from the end: -1 is the last")
+    if "reduce_dim must be in [0, rank)" in text:
+        dim, rank = _REDUCE_DIM.search(text), _RANK.search(text)
+        kind = "softmax" if "softmax" in text else "a reduction"
+        return (f"{kind} over axis {dim.group(1) if dim else '?'} of a tensor with "
+                f"{rank.group(1) if rank else 'fewer'} axes: that axis does not exist, so MAX could not "
+                "compile the op",
+                "softmax over the last axis: F.softmax(x, axis=-1)")
     if "Failed to compile the model" in text:
         return ("MAX built your graph but could not compile it: an op got arguments that passed MAX's "
                 "checks while building and failed later (for example softmax or a reduction over an axis "

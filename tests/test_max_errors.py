@@ -40,6 +40,22 @@ DEVICE = """Input values must be on the same device
     lhs: TensorType(dtype=float32, shape=[Dim(2)], device=cpu:0)
     rhs: TensorType(dtype=float32, shape=[Dim(2)], device=gpu:0)"""
 
+SOFTMAX_AXIS = """failed to compile with error: RuntimeError: Graph compilation failed:
+error: function instantiation failed
+<unknown>:151:110: note: call expansion failed with parameter value(s): (..., "axis": 5, ..., "output.rank`2x1": 2, ...)
+max/kernels/src/graph_compiler/builtin_kernels/reductions.mojo:2207:79: note: call expansion failed with parameter value(s): (..., "rank": 2, ..., ..., ..., "logsoftmax": False, "reduce_dim": 5, ..., ..., ..., "output.address_space`7": 0, ...)
+max/kernels/src/graph_compiler/builtin_kernels/rowwise_softmax.mojo:41:5: note: function instantiation failed
+max/kernels/src/graph_compiler/builtin_kernels/rowwise_softmax.mojo:70:5: note: constraint failed: reduce_dim must be in [0, rank)
+error: The graph compiler could not elaborate the generated KGEN"""
+
+RESHAPE = """Failed to create op 'ReshapeOp':
+Inputs:
+    input = TensorValue(dtype=float32, shape=[Dim(2), Dim(3)], device=cpu:0)
+    new_shape = [Dim(4), Dim(2)]
+
+Diagnostics:
+    [reshape] input and output number of elements must match: #mosh<ape[2, 3]> : !mosh.ape != #mosh<ape[4, 2]> : !mosh.ape"""
+
 COMPILE = ("Failed to compile the model. Please file an issue, all models should be correct by construction "
            "and this error should have been caught during construction.")
 
@@ -50,6 +66,8 @@ COMPILE = ("Failed to compile the model. Please file an issue, all models should
     (DTYPE, "mixing dtypes float32 and int64"),
     (DEVICE, "inputs live on different devices (cpu:0, gpu:0)"),
     (COMPILE, "could not compile it"),
+    (RESHAPE, "a reshape from [2, 3] to [4, 2]"),
+    (SOFTMAX_AXIS, "softmax over axis 5 of a tensor with 2 axes"),
 ])
 def test_explain_names_the_failure(text, says):
     what, hint = max_errors.explain(ValueError(text))
@@ -57,7 +75,20 @@ def test_explain_names_the_failure(text, says):
     assert hint
 
 
+def test_softmax_axis_behind_the_compile_wrapper():
+    """A compiled module raises RuntimeError('Failed to compile the model ...') from the real cause."""
+    try:
+        try:
+            raise ValueError(SOFTMAX_AXIS)
+        except ValueError as cause:
+            raise RuntimeError(COMPILE) from cause
+    except RuntimeError as exc:
+        assert "softmax over axis 5" in max_errors.explain(exc)[0]
+
+
 def test_axis_out_of_range_and_unknown_text():
+    what = max_errors.explain(IndexError("Axis axis_2 out of range (expected to be in range of [-2, 1], but got 3)"))[0]
+    assert what == "axis 3, which the tensor does not have: its axes are -2 .. 1"
     assert "axis that the tensor does not have" in max_errors.explain(IndexError("Axis out of range axis=3"))[0]
     assert max_errors.explain(ValueError("something else")) is None
 
