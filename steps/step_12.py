@@ -104,8 +104,10 @@ def generate_tokens(
     """Appends up to ``max_new_tokens`` tokens to ``input_ids`` [batch, seq]; returns all ids."""
     rng = np.random.default_rng(seed)
     ids = np.asarray(input_ids, dtype=np.int64)
-    # TODO 7: Loop: choose the next token, append it as a new column, stop
-    # early once every row has produced eos_token_id.
+    # TODO 7: Loop: choose the next token with the one `rng` above (never a
+    # new Generator per token), append it as a new column. A row that has
+    # produced eos_token_id is finished: from then on append eos_token_id to
+    # it (as Hugging Face pads finished rows); stop once every row is finished.
     # Hint: np.concatenate([ids, next_token[:, None]], axis=1)
     #>>> TODO 7
     raise NotImplementedError("step 12, TODO 7")

@@ -47,4 +47,16 @@ def test_matches_hf(step):
                 "no scaling": (variant(scale=False), "scores are not divided by sqrt(head_dim)"),
                 "neither": (variant(mask=False, scale=False), "no causal mask and no 1/sqrt(head_dim) scaling"),
                 "one head": (lambda: attention_np(x, state, PREFIX, 1), "attention runs as one head: split into n_head heads"),
+                "split by reshape": (variant(split="reshape"),
+                                     "split_heads reshapes straight to [batch, n_head, seq, head_dim]: that mixes "
+                                     "tokens into heads. Reshape to [batch, seq, n_head, head_dim], then "
+                                     "transpose(1, 2)"),
+                "merge by reshape": (variant(merge="reshape"),
+                                     "merge_heads reshapes [batch, n_head, seq, head_dim] straight to "
+                                     "[batch, seq, n_embd]: that mixes heads into tokens. transpose(1, 2) "
+                                     "first, then reshape"),
+                "both by reshape": (variant(split="reshape", merge="reshape"),
+                                    "split_heads and merge_heads both reshape without transposing: reshape "
+                                    "to [batch, seq, n_head, head_dim] and transpose(1, 2); undo it in that "
+                                    "order when merging"),
             }, hint="scores = q @ k^T / sqrt(head_dim) + causal_mask; softmax over the last axis; weights @ v")

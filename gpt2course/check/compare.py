@@ -78,28 +78,84 @@ def compare(
         return _compare(name, actual, expected, atol, rtol, traps, hint)
 
 
+def _first(mask: np.ndarray) -> str:
+    return str([int(i) for i in np.argwhere(mask)[0]])
+
+
+def _count(n: int, what: str, plural: str | None = None) -> str:
+    return f"1 value is {what}" if n == 1 else f"{n} values are {plural or what}"
+
+
+def _nonfinite_lines(actual: np.ndarray, expected: np.ndarray) -> list[str]:
+    """Plain sentences for the infinities and NaNs that differ (where, how many, first index)."""
+    lines = []
+    nan_a, nan_e = np.isnan(actual), np.isnan(expected)
+    for sign, word in ((-1, "-inf"), (1, "+inf")):
+        inf_e = np.isinf(expected) & (np.sign(expected) == sign)
+        finite_there = inf_e & np.isfinite(actual)
+        if finite_there.any():
+            lines.append(f"  {_count(int(finite_there.sum()), 'finite')} where Hugging Face has {word} "
+                         f"(first at {_first(finite_there)})")
+        flipped = inf_e & np.isinf(actual) & (np.sign(actual) != sign)
+        if flipped.any():
+            lines.append(f"  {_count(int(flipped.sum()), '-inf' if sign > 0 else '+inf')} where Hugging Face "
+                         f"has {word} (first at {_first(flipped)})")
+        nan_there = inf_e & nan_a
+        if nan_there.any():
+            lines.append(f"  {_count(int(nan_there.sum()), 'NaN')} where Hugging Face has {word} "
+                         f"(first at {_first(nan_there)})")
+    finite_e = np.isfinite(expected)
+    for mask, what in ((finite_e & nan_a, "NaN"), (finite_e & np.isinf(actual), "infinite")):
+        if mask.any():
+            lines.append(f"  {_count(int(mask.sum()), what)} where Hugging Face has a finite number "
+                         f"(first at {_first(mask)})")
+    nan_missing = nan_e & ~nan_a
+    if nan_missing.any():
+        lines.append(f"  {_count(int(nan_missing.sum()), 'a number', 'numbers')} where Hugging Face has NaN "
+                     f"(first at {_first(nan_missing)})")
+    return lines
+
+
+def _opposite_sign(actual, expected, atol, rtol) -> bool:
+    """actual ~ -expected (on the finite values), and that is not just both being ~0."""
+    both = np.isfinite(actual) & np.isfinite(expected)
+    if not both.any():
+        return False
+    a, e = actual[both], expected[both]
+    if float(np.abs(e).max()) <= 10 * atol:
+        return False
+    return bool(np.all(np.abs(a + e) <= atol + rtol * np.abs(e)))
+
+
 def _compare(name, actual, expected, atol, rtol, traps, hint) -> str:
     finite_a, finite_e = np.isfinite(actual), np.isfinite(expected)
-    same_inf = (actual == expected) & ~finite_e
-    bad_finite = finite_e & ~finite_a
-    err = np.where(finite_e & finite_a, np.abs(actual - expected), np.inf)
-    err = np.where(same_inf, 0.0, err)
-    if np.any(np.isnan(actual)) and not np.any(np.isnan(expected)):
-        err = np.where(np.isnan(actual), np.inf, err)
+    both_finite = finite_a & finite_e
+    same_special = (actual == expected) | (np.isnan(actual) & np.isnan(expected))
+    err = np.where(both_finite, np.abs(actual - expected), np.inf)
+    err = np.where(~finite_e & same_special, 0.0, err)
     ok = err <= atol + rtol * np.abs(np.where(finite_e, expected, 0.0))
     if ok.all():
         return f"{name}: matches ({describe(actual)}, max abs error {float(err.max()) if err.size else 0.0:.2e}, tolerance atol={atol:g} rtol={rtol:g})"
     idx = tuple(int(i) for i in np.argwhere(~ok)[0])
-    finite_err = err[np.isfinite(err)]
-    max_err = float(finite_err.max()) if finite_err.size else float("inf")
+    finite_bad = ~ok & both_finite
+    special = _nonfinite_lines(actual, expected)
     lines = [
         f"{name}: values differ from Hugging Face's",
         f"  {describe(actual)}; tolerance atol={atol:g} rtol={rtol:g}",
-        f"  max abs error {max_err:.3e}; {100.0 * ok.mean():.1f}% of values within tolerance",
-        f"  first mismatch at index {list(idx)}: expected {float(expected[idx]):.6g}, got {float(actual[idx]):.6g}",
     ]
-    if bad_finite.any():
-        lines.append(f"  {int(bad_finite.sum())} values are inf/nan where a finite number was expected")
+    if finite_bad.any():
+        max_err = float(err[finite_bad].max())
+        where = " among the finite values" if special else ""
+        lines.append(f"  max abs error{where} {max_err:.3e}; {100.0 * ok.mean():.1f}% of values within tolerance")
+    else:
+        lines.append(f"  every finite value matches; {int((~ok).sum())} of {ok.size} values differ "
+                     "in their infinities / NaNs:")
+    lines.append(f"  first mismatch at index {list(idx)}: expected {float(expected[idx]):.6g}, "
+                 f"got {float(actual[idx]):.6g}")
+    lines.extend(special)
+    if _opposite_sign(actual, expected, atol, rtol):
+        lines.append("  the values have the opposite sign: yours are Hugging Face's times -1 "
+                     "(a subtraction the wrong way round, or a minus sign too many)")
     trap = _closest_trap(actual, expected, traps or {})
     if trap:
         lines.append(f"  looks like: {trap}")

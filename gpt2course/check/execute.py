@@ -56,11 +56,33 @@ def check_parameters(module, weights: Mapping[str, np.ndarray], what: str, hint:
                            "(they are Hugging Face's names)")
     for name in sorted(want):
         if have[name] != want[name]:
-            transposed = have[name] == want[name][::-1]
+            transposed = len(want[name]) == 2 and have[name] == want[name][::-1]
             raise CheckFailure(
                 f"{what}: parameter {name} has shape {have[name]}, the checkpoint's is {want[name]}",
-                "Linear(in_dim, out_dim) stores its weight as [out_dim, in_dim]: swap the two sizes"
+                transposed_hint(owner_kind(module, name), want[name])
                 if transposed else hint or "check the sizes you passed when creating it")
+
+
+def owner_kind(module, parameter: str) -> str | None:
+    """The class name of the submodule that holds ``parameter`` ("h.0.attn.c_attn.weight" ->
+    "Linear"), or None if it cannot be found."""
+    obj = module
+    for part in parameter.split(".")[:-1]:
+        try:
+            obj = obj[int(part)] if part.isdigit() and not hasattr(obj, part) else getattr(obj, part)
+        except Exception:
+            return None
+    return type(obj).__name__
+
+
+def transposed_hint(kind: str | None, want: list) -> str:
+    """The hint for a 2-D parameter whose two sizes are swapped, in the terms of its layer."""
+    if kind == "Embedding":
+        return (f"Embedding(num_embeddings, dim) stores its table as [num_embeddings, dim] "
+                f"(one row per token or position): create it as Embedding({want[0]}, dim={want[1]})")
+    if kind == "Linear":
+        return "Linear(in_dim, out_dim) stores its weight as [out_dim, in_dim]: swap the two sizes"
+    return f"the two sizes are swapped: the checkpoint stores it as {want}"
 
 
 _reporter = None

@@ -94,14 +94,20 @@ def layer_norm_np(x, w, b, eps, *, eps_outside=False, unbiased=False):
     return (x - mean) / denom * w + b
 
 
-def attention_np(x, state, prefix, n_head, *, mask=True, scale=True):
-    """Causal self-attention in NumPy from HF weights: only for naming a learner's mistake."""
+def attention_np(x, state, prefix, n_head, *, mask=True, scale=True, split="transpose", merge="transpose"):
+    """Causal self-attention in NumPy from HF weights: only for naming a learner's mistake.
+
+    ``split="reshape"``: heads split by reshaping straight to [b, n_head, s, hd] (no transpose);
+    ``merge="reshape"``: heads merged by reshaping [b, n_head, s, hd] straight to [b, s, d]."""
     wa, ba = state[prefix + "c_attn.weight"], state[prefix + "c_attn.bias"]
     wp, bp = state[prefix + "c_proj.weight"], state[prefix + "c_proj.bias"]
     b, s, d = x.shape
     hd = d // n_head
     q, k, v = np.split(x @ wa + ba, 3, axis=-1)
-    q, k, v = (t.reshape(b, s, n_head, hd).transpose(0, 2, 1, 3) for t in (q, k, v))
+    if split == "reshape":
+        q, k, v = (t.reshape(b, n_head, s, hd) for t in (q, k, v))
+    else:
+        q, k, v = (t.reshape(b, s, n_head, hd).transpose(0, 2, 1, 3) for t in (q, k, v))
     scores = q @ k.transpose(0, 1, 3, 2)
     if scale:
         scores = scores / np.sqrt(hd)
@@ -110,7 +116,8 @@ def attention_np(x, state, prefix, n_head, *, mask=True, scale=True):
     scores = scores - scores.max(-1, keepdims=True)
     w = np.exp(scores)
     w = w / w.sum(-1, keepdims=True)
-    y = (w @ v).transpose(0, 2, 1, 3).reshape(b, s, d)
+    y = w @ v
+    y = y.reshape(b, s, d) if merge == "reshape" else y.transpose(0, 2, 1, 3).reshape(b, s, d)
     return y @ wp + bp
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from gpt2course import course, skeleton
 from gpt2course.course import display, step_file
 from gpt2course.errors import CheckFailure
+from gpt2course.check import max_errors
 
 
 class TodoNotDone(CheckFailure):
@@ -60,6 +61,13 @@ def learner_errors(step: int, path: Path | None, doing: str):
                            "something is still a placeholder") from None
     except Exception as exc:
         tb = learner_traceback(exc, path)
+        known = max_errors.explain(exc)
+        if known is not None:
+            what, todo = known
+            raw = str(exc).strip()
+            raise CheckFailure(f"step {step:02d}: {doing} failed inside MAX: {what}\n"
+                               f"  where:\n{_indent(tb, 4)}\n"
+                               f"  MAX said ({type(exc).__name__}):\n{_indent(raw[:3000], 4)}", todo) from None
         err = CheckFailure(f"step {step:02d}: {doing} raised {type(exc).__name__}: "
                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}\n"
                            f"  where:\n{_indent(tb, 4)}",
