@@ -16,8 +16,8 @@ class GPT2MLP(Module):
     """c_fc (n_embd -> intermediate_size), GELU (tanh form), c_proj back."""
 
     def __init__(self, intermediate_size: int, config: GPT2Config) -> None:
-        # TODO 1: Create `self.c_fc`, a Linear from n_embd to
-        # intermediate_size, and `self.c_proj`, a Linear back to n_embd.
+        # TODO 1: Bind `self.c_fc`, a Linear from config.n_embd to intermediate_size,
+        # and `self.c_proj`, a Linear from intermediate_size back to config.n_embd.
         # Both have a bias.
         # Hint: Linear(in_dim, out_dim, bias=True)
         #>>> TODO 1
@@ -26,9 +26,9 @@ class GPT2MLP(Module):
         #<<< TODO 1
 
     def forward(self, hidden_states: Tensor) -> Tensor:
-        # TODO 2: Expand with c_fc, apply GELU, project back with c_proj.
+        # TODO 2: Return c_proj(GELU(c_fc(hidden_states))), a [batch, seq, n_embd] tensor.
         # GPT-2 uses the tanh approximation of GELU, not the exact erf form.
-        # Hint: F.gelu(x, approximate="tanh")
+        # Hint: F.gelu has an `approximate` argument.
         #>>> TODO 2
         hidden_states = self.c_fc(hidden_states)
         hidden_states = F.gelu(hidden_states, approximate="tanh")

@@ -16,18 +16,17 @@ class GPT2PositionEmbeddings(Module):
     """Token ids [batch, seq] -> the position vectors [seq, n_embd] to add to them."""
 
     def __init__(self, config: GPT2Config) -> None:
-        # TODO 1: Create `self.wpe`, a table with one row of n_embd values
-        # for each of the n_positions positions.
-        # Hint: Embedding(n_positions, dim=n_embd)
+        # TODO 1: Bind `self.wpe`, an Embedding table with one row of config.n_embd
+        # values for each of the config.n_positions positions.
+        # Hint: the same kind of table as step 05's wte, with a different row count.
         #>>> TODO 1
         self.wpe = Embedding(config.n_positions, dim=config.n_embd)
         #<<< TODO 1
 
     def forward(self, input_ids: Tensor) -> Tensor:
-        # TODO 2: Make the positions 0, 1, ..., seq-1 (int64, on the ids'
-        # device) and look them up in wpe. The first token is position 0.
-        # Hint: Tensor.arange(seq, dtype=DType.int64, device=input_ids.device)
-        # where seq = input_ids.shape[-1]
+        # TODO 2: Return the [seq, n_embd] rows of wpe for positions 0, 1, ..., seq-1
+        # (int64, on the ids' device). The first token is position 0.
+        # Hint: seq is the last dimension of input_ids.shape; Tensor.arange counts from 0.
         #>>> TODO 2
         seq = input_ids.shape[-1]
         positions = Tensor.arange(seq, dtype=DType.int64, device=input_ids.device)

@@ -19,7 +19,7 @@ __all__ = ["LayerNorm", "ResidualBlock", "apply_residual_connection"]
 # ANCHOR: residual
 def apply_residual_connection(input_tensor: Tensor, sublayer_output: Tensor) -> Tensor:
     """Adds a sublayer's output back onto the residual stream."""
-    # TODO 1: Add the sublayer's output to the input.
+    # TODO 1: Return `input_tensor` plus `sublayer_output` (same shape).
     # Hint: tensors support +
     #>>> TODO 1
     return input_tensor + sublayer_output
@@ -36,9 +36,9 @@ class ResidualBlock(Module):
         self.sublayer = sublayer
 
     def forward(self, x: Tensor) -> Tensor:
-        # TODO 2: Normalize x with self.ln, run the sublayer on the normalized
-        # tensor, and add the result to the *unnormalized* x.
-        # Hint: apply_residual_connection(x, self.sublayer(self.ln(x)))
+        # TODO 2: Return x plus the sublayer's output on self.ln(x): the sublayer
+        # reads the normalized x, the sum uses the *unnormalized* x.
+        # Hint: reuse apply_residual_connection; normalize only what the sublayer reads.
         #>>> TODO 2
         return apply_residual_connection(x, self.sublayer(self.ln(x)))
         #<<< TODO 2

@@ -19,11 +19,10 @@ class GPT2Block(Module):
     """One transformer block with ln_1, attn, ln_2, mlp as in Hugging Face."""
 
     def __init__(self, config: GPT2Config) -> None:
-        # TODO 1: Create the four sublayers: `ln_1` and `ln_2` (LayerNorm of
-        # n_embd with the config's epsilon), `attn` (step 07) and `mlp`
-        # (step 04, with the config's inner width).
-        # Hint: LayerNorm(config.n_embd, eps=config.layer_norm_epsilon);
-        # GPT2MLP(config.inner_dim, config)
+        # TODO 1: Bind `self.ln_1` and `self.ln_2` (LayerNorms of n_embd with the
+        # config's epsilon), `self.attn` (step 07) and `self.mlp` (step 04, with the
+        # config's inner width).
+        # Hint: the classes are imported above; see config.layer_norm_epsilon and config.inner_dim.
         #>>> TODO 1
         self.ln_1 = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.attn = GPT2MultiHeadAttention(config)
@@ -32,9 +31,9 @@ class GPT2Block(Module):
         #<<< TODO 1
 
     def forward(self, hidden_states: Tensor) -> Tensor:
-        # TODO 2: Two residual sublayers, each reading a normalized copy:
-        # attention first, then the MLP.
-        # Hint: hidden_states = hidden_states + self.attn(self.ln_1(hidden_states))
+        # TODO 2: Return hidden_states after two pre-norm residual sublayers:
+        # attention (reading ln_1 of it) first, then the MLP (reading ln_2 of the result).
+        # Hint: each sublayer is x = x + sublayer(ln(x)), as in step 08.
         #>>> TODO 2
         hidden_states = hidden_states + self.attn(self.ln_1(hidden_states))
         hidden_states = hidden_states + self.mlp(self.ln_2(hidden_states))

@@ -19,25 +19,25 @@ class GPT2Model(Module):
     """Token ids [batch, seq] -> final hidden states [batch, seq, n_embd]."""
 
     def __init__(self, config: GPT2Config) -> None:
-        # TODO 1: Create the embedding tables `wte` (vocab_size rows) and `wpe`
-        # (n_positions rows), both n_embd wide.
-        # Hint: Embedding(config.vocab_size, dim=config.n_embd)
+        # TODO 1: Bind `self.wte` (config.vocab_size rows) and `self.wpe`
+        # (config.n_positions rows), Embedding tables config.n_embd wide.
+        # Hint: the same tables as steps 05 and 06.
         #>>> TODO 1
         self.wte = Embedding(config.vocab_size, dim=config.n_embd)
         self.wpe = Embedding(config.n_positions, dim=config.n_embd)
         #<<< TODO 1
-        # TODO 2: Create `h`, the n_layer blocks in order, and `ln_f`, the
-        # final LayerNorm.
-        # Hint: Sequential(*(GPT2Block(config) for _ in range(config.n_layer)))
+        # TODO 2: Bind `self.h`, the config.n_layer GPT2Blocks in order (children
+        # named 0, 1, ...), and `self.ln_f`, the final LayerNorm (config's epsilon).
+        # Hint: Sequential(*modules) chains modules and names them 0, 1, 2, ...
         #>>> TODO 2
         self.h = Sequential(*(GPT2Block(config) for _ in range(config.n_layer)))
         self.ln_f = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         #<<< TODO 2
 
     def forward(self, input_ids: Tensor) -> Tensor:
-        # TODO 3: Add the token embeddings and the position embeddings
-        # (positions 0..seq-1), run the blocks, apply ln_f.
-        # Hint: Tensor.arange(seq, dtype=DType.int64, device=input_ids.device)
+        # TODO 3: Return ln_f of the blocks run on the token embeddings plus the
+        # position embeddings of 0..seq-1 (seq = input_ids.shape[-1]).
+        # Hint: Tensor.arange as in step 06; calling self.h runs every block in order.
         #>>> TODO 3
         seq = input_ids.shape[-1]
         positions = Tensor.arange(seq, dtype=DType.int64, device=input_ids.device)

@@ -39,11 +39,9 @@ from solutions.solution_12 import sample_next_token
 # ANCHOR: positions
 def new_positions(past_length: Dim, seq_length: Dim, *, device: Device) -> Tensor:
     """The absolute positions of the new tokens: past_length, ..., past_length + seq_length - 1."""
-    # TODO 1: The new tokens come after the cached ones: the first new token
-    # sits at position past_length, not 0. Make the int64 positions
-    # past_length .. past_length + seq_length - 1 on the given device.
-    # Hint: Tensor.arange(past_length, past_length + seq_length,
-    # out_dim=seq_length, dtype=DType.int64, device=device)
+    # TODO 1: Return the int64 positions past_length .. past_length + seq_length - 1
+    # on `device`: the new tokens come after the cached ones, not at 0.
+    # Hint: Tensor.arange(start, stop, ...); out_dim=seq_length names its length.
     #>>> TODO 1
     return Tensor.arange(past_length, past_length + seq_length, out_dim=seq_length,
                          dtype=DType.int64, device=device)
@@ -61,12 +59,10 @@ def cached_causal_mask(
     positions: new token i sits at position past_length + i and may see every
     key at that position or before.
     """
-    # TODO 2: Compare positions: key j is allowed for query i when
-    # key_position[j] <= query_position[i]. Allowed entries are 0, the others
-    # -inf. The query positions are new_positions(...); the key positions are
-    # 0 .. past_length + seq_length - 1.
-    # Hint: reshape the query positions to [seq, 1] and the key positions to
-    # [1, total] so that <= broadcasts; then F.where(allowed, 0.0, float("-inf"))
+    # TODO 2: Return the [seq_length, past_length + seq_length] mask of `dtype`: 0 where
+    # key j is allowed for query i (key position j <= query position i), else -inf.
+    # Query positions are new_positions(...); key positions 0 .. past_length + seq_length - 1.
+    # Hint: reshape to [seq_length, 1] and [1, past_length + seq_length], compare; F.where.
     #>>> TODO 2
     total = past_length + seq_length
     query_positions = new_positions(past_length, seq_length, device=device)
@@ -94,18 +90,18 @@ class GPT2AttentionWithCache(GPT2MultiHeadAttention):
         query = self.split_heads(query)
         key = self.split_heads(key)
         value = self.split_heads(value)
-        # TODO 3: Append the new keys and values to the cached ones, along the
-        # sequence axis (axis 2 of [batch, n_head, seq, head_dim]). The queries
-        # stay the new tokens' only.
-        # Hint: F.concat([past_key, key], axis=2)
+        # TODO 3: Rebind `key` and `value` to the cached ones with the new ones appended
+        # along the sequence axis (axis 2 of [batch, n_head, seq, head_dim]). `query`
+        # stays the new tokens' only.
+        # Hint: F.concat takes a list of tensors and an axis; the cache comes first.
         #>>> TODO 3
         key = F.concat([past_key, key], axis=2)
         value = F.concat([past_value, value], axis=2)
         #<<< TODO 3
-        # TODO 4: Attention of the new queries over all keys: scores scaled by
-        # 1 / sqrt(head_dim), plus cached_causal_mask, softmax, times values.
-        # Hint: cached_causal_mask(past_key.shape[2], hidden_states.shape[1],
-        # dtype=scores.dtype, device=scores.device)
+        # TODO 4: Bind `attended` [batch, n_head, seq, head_dim]: the new queries over
+        # all keys, scores scaled by 1 / sqrt(head_dim), plus cached_causal_mask,
+        # softmax over the last axis, times value.
+        # Hint: past_length is past_key.shape[2], seq_length is hidden_states.shape[1].
         #>>> TODO 4
         past_length, seq_length = past_key.shape[2], hidden_states.shape[1]
         scores = query @ key.transpose(-1, -2) / float(np.sqrt(self.head_dim))
@@ -151,16 +147,17 @@ class GPT2ModelWithCache(Module):
 
     def forward(self, input_ids: Tensor, past_keys: list[Tensor], past_values: list[Tensor]):
         past_length, seq_length = past_keys[0].shape[2], input_ids.shape[-1]
-        # TODO 5: Embed the new tokens at their true positions: the position
-        # embeddings of past_length .. past_length + seq_length - 1.
-        # Hint: self.wpe(new_positions(past_length, seq_length, device=input_ids.device))
+        # TODO 5: Bind `hidden_states`: the token embeddings of input_ids plus the
+        # position embeddings at their true positions past_length .. past_length + seq_length - 1.
+        # Hint: new_positions (TODO 1), with input_ids.device.
         #>>> TODO 5
         positions = new_positions(past_length, seq_length, device=input_ids.device)
         hidden_states = self.wte(input_ids) + self.wpe(positions)
         #<<< TODO 5
-        # TODO 6: Run the blocks in order, each with its own layer's cache, and
-        # collect the keys and values each block returns.
-        # Hint: for block, past_key, past_value in zip(self.h, past_keys, past_values): ...
+        # TODO 6: Run the blocks in order, each with its own layer's past_key and
+        # past_value, rebinding `hidden_states`; bind `keys` and `values`, the lists
+        # of the keys and values the blocks return.
+        # Hint: zip self.h, past_keys and past_values; a block returns (hidden_states, key, value).
         #>>> TODO 6
         keys, values = [], []
         for block, past_key, past_value in zip(self.h, past_keys, past_values):
@@ -188,7 +185,7 @@ class MaxGPT2LMHeadModelWithCache(Module):
 # A cached model for generation: (token ids [batch, seq], cache or None) ->
 # (logits [batch, seq, vocab_size] as NumPy, the grown cache). None means an
 # empty cache. The cache is opaque here: whatever the model hands back is what
-# it wants the next time (gpt2course.runtime keeps it on the device).
+# it wants the next time (gpt2course/run/engine.py keeps it on the device).
 CachedLogitsFn = Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
 
 
@@ -207,9 +204,9 @@ def generate_with_cache(
     ids = np.asarray(input_ids, dtype=np.int64)
     if max_new_tokens <= 0:
         return ids
-    # TODO 7: Prefill: run the whole prompt once, starting from an empty cache
-    # (None), and keep the cache the model returns.
-    # Hint: logits, cache = model(ids, None)
+    # TODO 7: Bind `logits` and `cache`: prefill, running the whole prompt `ids`
+    # once from an empty cache.
+    # Hint: model(ids, cache) returns (logits, cache); None is the empty cache.
     #>>> TODO 7
     logits, cache = model(ids, None)
     #<<< TODO 7
@@ -218,9 +215,9 @@ def generate_with_cache(
         ids = np.concatenate([ids, next_token[:, None]], axis=1)
         if i == max_new_tokens - 1 or (eos_token_id is not None and np.all(next_token == eos_token_id)):
             break
-        # TODO 8: Decode: run only the token just chosen ([batch, 1]) with the
-        # cache; everything before it is in the cache already.
-        # Hint: logits, cache = model(next_token[:, None], cache)
+        # TODO 8: Rebind `logits` and `cache`: decode, running only the token just
+        # chosen, as [batch, 1], with the cache; everything before it is cached.
+        # Hint: next_token is [batch]; the line above shows how to make it a column.
         #>>> TODO 8
         logits, cache = model(next_token[:, None], cache)
         #<<< TODO 8

@@ -28,16 +28,16 @@ def causal_mask(
     array([[  0.,   0., -inf],
            [  0.,   0.,   0.]], dtype=float32)
     """
-    # TODO 1: Build a [sequence_length, sequence_length + num_tokens] tensor
-    # filled with -inf, of the given dtype, on the given device.
-    # Hint: F.full(shape, float("-inf"), dtype=dtype, device=device)
+    # TODO 1: Bind `mask`: a [sequence_length, sequence_length + num_tokens]
+    # tensor filled with -inf, of the given dtype, on the given device.
+    # Hint: F.full builds a tensor of one repeated value; -inf is float("-inf").
     #>>> TODO 1
     raise NotImplementedError("step 02, TODO 1")
     #<<< TODO 1
-    # TODO 2: Zero every entry a query may attend to: all columns left of
-    # the diagonal, and the diagonal shifted right by num_tokens.
-    # Hint: F.band_part(mask, num_lower=None, num_upper=num_tokens, exclude=True)
-    # zeroes the band and keeps what lies above it.
+    # TODO 2: Return `mask` with 0 wherever a query may attend: every column left
+    # of the diagonal, and the diagonal shifted right by num_tokens; the rest stays -inf.
+    # Hint: F.band_part(..., exclude=True) zeroes a band around the diagonal;
+    # num_lower and num_upper say how far left and right it reaches (None: all the way).
     #>>> TODO 2
     raise NotImplementedError("step 02, TODO 2")
     #<<< TODO 2

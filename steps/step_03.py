@@ -15,19 +15,19 @@ class LayerNorm(Module):
     """LayerNorm over the last axis, with parameters named as in Hugging Face."""
 
     def __init__(self, dim: int, *, eps: float = 1e-5) -> None:
-        # TODO 1: Create the learned scale `self.weight` (starts at ones) and
-        # shift `self.bias` (starts at zeros), both of shape [dim].
-        # Hint: Tensor.ones([dim]) and Tensor.zeros([dim])
+        # TODO 1: Bind `self.weight` (the learned scale, all ones) and `self.bias`
+        # (the shift, all zeros), both of shape [dim].
+        # Hint: Tensor has NumPy-style constructors for both; they take the shape as a list.
         #>>> TODO 1
         raise NotImplementedError("step 03, TODO 1")
         #<<< TODO 1
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        # TODO 2: Normalize x over its last axis, then scale and shift:
-        # (x - mean) / sqrt(var + eps) * weight + bias. The variance is
-        # the biased one (divide by n), and eps goes inside the square root.
-        # Hint: F.layer_norm(x, gamma=self.weight, beta=self.bias, epsilon=self.eps)
+        # TODO 2: Return x normalized over its last axis, then scaled and shifted:
+        # (x - mean) / sqrt(var + eps) * weight + bias, with the biased variance
+        # (divide by n) and eps inside the square root.
+        # Hint: F.layer_norm does all of it, given gamma (scale), beta (shift) and epsilon.
         #>>> TODO 2
         raise NotImplementedError("step 03, TODO 2")
         #<<< TODO 2

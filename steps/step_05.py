@@ -16,15 +16,15 @@ class GPT2Embeddings(Module):
     """Token ids [batch, seq] -> vectors [batch, seq, n_embd]."""
 
     def __init__(self, config: GPT2Config) -> None:
-        # TODO 1: Create `self.wte`, an embedding table with one row of
-        # n_embd values for each of the vocab_size tokens.
-        # Hint: Embedding(vocab_size, dim=n_embd)
+        # TODO 1: Bind `self.wte`, an Embedding table with one row of config.n_embd
+        # values for each of the config.vocab_size tokens.
+        # Hint: Embedding(num_rows, dim=row_width)
         #>>> TODO 1
         raise NotImplementedError("step 05, TODO 1")
         #<<< TODO 1
 
     def forward(self, input_ids: Tensor) -> Tensor:
-        # TODO 2: Look up the row of every token id.
+        # TODO 2: Return the [batch, seq, n_embd] rows of wte for the token ids.
         # Hint: an Embedding is a Module: call it on the ids.
         #>>> TODO 2
         raise NotImplementedError("step 05, TODO 2")

@@ -18,16 +18,17 @@ class MaxGPT2LMHeadModel(Module):
 
     def __init__(self, config: GPT2Config) -> None:
         self.config = config
-        # TODO 1: Create `self.transformer`, the model body of step 10, and
+        # TODO 1: Bind `self.transformer`, the model body of step 10, and
         # `self.lm_head`, a Linear from n_embd to vocab_size *without* bias.
-        # Hint: Linear(config.n_embd, config.vocab_size, bias=False)
+        # Hint: Linear(in_dim, out_dim, bias=...); the sizes are in config.
         #>>> TODO 1
         raise NotImplementedError("step 11, TODO 1")
         #<<< TODO 1
 
     def forward(self, input_ids: Tensor) -> Tensor:
-        # TODO 2: Run the body, then project every position to logits.
-        # Hint: self.lm_head(self.transformer(input_ids))
+        # TODO 2: Return the logits [batch, seq, vocab_size]: run the body on
+        # input_ids, then project every position with lm_head.
+        # Hint: both are Modules: call them.
         #>>> TODO 2
         raise NotImplementedError("step 11, TODO 2")
         #<<< TODO 2

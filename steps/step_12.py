@@ -32,36 +32,38 @@ def sample_next_token(
 ) -> np.ndarray:
     """Chooses one token per row of ``logits`` [batch, vocab_size]; returns [batch] int64."""
     logits = np.asarray(logits, dtype=np.float32)
-    # TODO 1: Greedy decoding: return the index of the highest logit of each row.
-    # Hint: np.argmax(logits, axis=-1).astype(np.int64)
+    # TODO 1: If `greedy` is true, return each row's token with the highest logit,
+    # as int64 [batch]; otherwise go on to sampling below.
+    # Hint: NumPy's argmax over the vocabulary axis.
     #>>> TODO 1
     raise NotImplementedError("step 12, TODO 1")
     #<<< TODO 1
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature} (use greedy=True)")
     rng = rng if rng is not None else np.random.default_rng()
-    # TODO 2: Divide the logits by the temperature: below 1 sharpens the
-    # distribution, above 1 flattens it.
-    # Hint: scaled = logits / temperature
+    # TODO 2: Bind `scaled`: the logits divided by the temperature (below 1
+    # sharpens the distribution, above 1 flattens it).
+    # Hint: one division; temperature is a float.
     #>>> TODO 2
     raise NotImplementedError("step 12, TODO 2")
     #<<< TODO 2
-    # TODO 3: Top-k: keep the k largest logits of each row, set all others
-    # to -inf so softmax gives them probability 0.
-    # Hint: the k-th largest value is np.sort(scaled, axis=-1)[:, -top_k]
+    # TODO 3: If top_k is set (0 < top_k < vocab size), rebind `scaled` with each
+    # row's k largest values kept and every other set to -inf (probability 0).
+    # Hint: compare each row with its k-th largest value (np.sort it first).
     #>>> TODO 3
     raise NotImplementedError("step 12, TODO 3")
     #<<< TODO 3
-    # TODO 4: Softmax: subtract each row's max for stability, exponentiate,
-    # normalize to sum 1.
-    # Hint: e = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
+    # TODO 4: Bind `probs`, the softmax of `scaled` over the vocabulary: subtract
+    # each row's max first (so exp never overflows), exponentiate, divide by the sum.
+    # Hint: keepdims=True keeps each row's max and sum broadcastable.
     #>>> TODO 4
     raise NotImplementedError("step 12, TODO 4")
     #<<< TODO 4
     if top_p is not None and top_p < 1.0:
         probs = _nucleus(probs, top_p)
-    # TODO 5: Draw one token per row from its probabilities.
-    # Hint: rng.choice(vocab_size, p=row) for each row
+    # TODO 5: Return one token per row (int64 [batch]), each drawn with `rng` from
+    # that row's `probs`.
+    # Hint: rng.choice takes the number of choices and p=.
     #>>> TODO 5
     raise NotImplementedError("step 12, TODO 5")
     #<<< TODO 5
@@ -83,9 +85,9 @@ def _nucleus(probs: np.ndarray, top_p: float) -> np.ndarray:
 # ANCHOR: generate
 def generate_next_token(model: LogitsFn, input_ids: np.ndarray, **sampling) -> np.ndarray:
     """Runs the model on ``input_ids`` [batch, seq] and chooses each row's next token."""
-    # TODO 6: Run the model and keep only the logits of the last position:
-    # they predict the token that comes next.
-    # Hint: model(input_ids)[:, -1, :]
+    # TODO 6: Bind `last_logits` [batch, vocab_size]: run the model and keep only
+    # the logits of the last position, which predict the token that comes next.
+    # Hint: the model returns [batch, seq, vocab_size]; index the seq axis.
     #>>> TODO 6
     raise NotImplementedError("step 12, TODO 6")
     #<<< TODO 6
@@ -108,7 +110,8 @@ def generate_tokens(
     # new Generator per token), append it as a new column. A row that has
     # produced eos_token_id is finished: from then on append eos_token_id to
     # it (as Hugging Face pads finished rows); stop once every row is finished.
-    # Hint: np.concatenate([ids, next_token[:, None]], axis=1)
+    # Return `ids` with the new columns.
+    # Hint: np.concatenate along axis 1; next_token[:, None] is a column.
     #>>> TODO 7
     raise NotImplementedError("step 12, TODO 7")
     #<<< TODO 7
