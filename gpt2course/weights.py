@@ -21,11 +21,102 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used, with the name of the offending tensor."""
 
 
+GPT2_ARCHITECTURES = ("GPT2LMHeadModel", "GPT2Model")
+# safetensors' dtype codes -> NumPy's names; the first four are widened to float32 on load
+SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64",
+                      "I8": "int8", "U8": "uint8", "I16": "int16", "U16": "uint16", "I32": "int32",
+                      "U32": "uint32", "I64": "int64", "U64": "uint64", "BOOL": "bool",
+                      "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
+_DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I8": 1, "U8": 1, "I16": 2, "U16": 2,
+                "I32": 4, "U32": 4, "I64": 8, "U64": 8, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+MASK_BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
+
+
+def check_gpt2_config(data: dict, where: str | Path = "config.json") -> None:
+    """Raises CheckpointError (one line) unless config.json describes a GPT-2 the course runs."""
+    model_type = data.get("model_type")
+    archs = data.get("architectures") or []
+    if model_type != "gpt2":
+        what = f"model_type {model_type!r}" if model_type else "no model_type"
+        raise CheckpointError(f"{where}: not a GPT-2 checkpoint ({what}"
+                              + (f", architectures {archs}" if archs else "")
+                              + "); the course runs model_type 'gpt2' (GPT2LMHeadModel)")
+    if archs and not any(a in GPT2_ARCHITECTURES for a in archs):
+        raise CheckpointError(f"{where}: not a GPT-2 language model (architectures {archs}); "
+                              "the course runs GPT2LMHeadModel")
+    act = data.get("activation_function", "gelu_new")
+    if act != "gelu_new":
+        raise CheckpointError(f"{where}: activation_function {act!r}; the course's GPT-2 uses "
+                              "'gelu_new' (GELU, tanh approximation)")
+    n_embd, n_head = data.get("n_embd", 768), data.get("n_head", 12)
+    if not (isinstance(n_embd, int) and isinstance(n_head, int) and n_head > 0 and n_embd % n_head == 0):
+        raise CheckpointError(f"{where}: n_embd {n_embd} is not a multiple of n_head {n_head}")
+
+
+def read_config_json(folder: str | Path) -> dict:
+    path = Path(folder) / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: not a JSON object")
+    return data
+
+
+def check_safetensors(path: str | Path, *, dtypes: bool = True) -> dict[str, dict]:
+    """Reads only the header of a .safetensors file and checks that the file is whole.
+
+    Raises CheckpointError (one line) for a file that is truncated, has trailing bytes, a
+    header that is not safetensors, a tensor whose bytes do not match its shape, or (with
+    ``dtypes``) a tensor whose dtype the course does not run. Returns the header's tensors.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes, no header)")
+        n = int.from_bytes(head, "little")
+        if n > size - 8 or n > 100_000_000:
+            raise CheckpointError(f"{path}: truncated or corrupt safetensors file (header of {n} "
+                                  f"bytes, file of {size})")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise CheckpointError(f"{path}: corrupt safetensors file (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: corrupt safetensors file (its header is not a JSON object)")
+    header.pop("__metadata__", None)
+    end = 0
+    for name, info in header.items():
+        try:
+            dtype, shape, (lo, hi) = info["dtype"], info["shape"], info["data_offsets"]
+            count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{path}: corrupt safetensors file (entry {name})") from None
+        width = _DTYPE_BYTES.get(dtype)
+        if width is not None and hi - lo != count * width:
+            raise CheckpointError(f"{path}: corrupt safetensors file (tensor {name}: {hi - lo} bytes "
+                                  f"for shape {tuple(shape)} of {dtype})")
+        if dtypes and not name.endswith(MASK_BUFFER_SUFFIXES) and \
+                SAFETENSORS_DTYPES.get(dtype, dtype) not in FLOAT_DTYPES:
+            raise CheckpointError(f"{path}: tensor {name} has dtype {SAFETENSORS_DTYPES.get(dtype, dtype)}; "
+                                  "the course runs float32, float16 and bfloat16 checkpoints")
+        end = max(end, hi)
+    if 8 + n + end != size:
+        what = "truncated" if 8 + n + end > size else "corrupt"
+        raise CheckpointError(f"{path}: {what} safetensors file ({size} bytes; its header "
+                              f"promises {8 + n + end})")
+    return header
+
+
 def load_config(folder: str | Path):
     """The course's GPT2Config (step 01's solution) for a checkpoint's config.json."""
     from solutions.solution_01 import GPT2Config  # imported here: a grading run may hide it
 
-    data = json.loads((Path(folder) / "config.json").read_text())
+    data = read_config_json(folder)
+    check_gpt2_config(data, Path(folder) / "config.json")
     return GPT2Config(
         vocab_size=data.get("vocab_size", 50257),
         n_positions=data.get("n_positions", 1024),
@@ -83,10 +174,11 @@ def load_hf_state(folder: str | Path) -> tuple[object, dict[str, np.ndarray]]:
             raise CheckpointError(f"{folder}: no {needed}; a GPT-2 checkpoint folder holds "
                                   "config.json and model.safetensors")
     config = load_config(folder)
+    check_safetensors(folder / "model.safetensors", dtypes=False)  # whole? (dtypes: named below)
     raw = read_safetensors(folder / "model.safetensors")
     state: dict[str, np.ndarray] = {}
     for name, arr in raw.items():
-        if name.endswith((".attn.bias", ".attn.masked_bias")):
+        if name.endswith(MASK_BUFFER_SUFFIXES):
             continue  # old checkpoints saved the causal-mask buffers; they are not weights
         key = name if name.startswith(("transformer.", "lm_head.")) else "transformer." + name
         state[key] = arr
