@@ -5,6 +5,7 @@
 #   make s07 TARGET=solutions check the reference solution instead
 #   make test                 the whole test suite (what CI runs)
 #   make gpt2 ARGS='--prompt "Hello"'   run the finished model
+#   make download-gpt2        fetch GPT-2 small into the Hugging Face cache
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -21,7 +22,7 @@ DIR ?=
 DOCTOR_PY = $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 STEPS := 01 02 03 04 05 06 07 08 09 10 11 12 13
 
-.PHONY: help setup install warm test check-all gpt2 bench book book-build grade progress watch hint reset doctor $(addprefix s,$(STEPS))
+.PHONY: help setup install warm test check-all gpt2 download-gpt2 bench book book-build grade progress watch hint reset doctor $(addprefix s,$(STEPS))
 
 help:
 	@echo "make setup        create $(VENV), install pinned packages, warm MAX's caches"
@@ -30,6 +31,7 @@ help:
 	@echo "make hint STEP=NN the next hint         make watch STEP=NN   re-check on save"
 	@echo "make reset STEP=NN restore a skeleton (your file is backed up first)"
 	@echo "make gpt2         run the model         make bench      speed vs Hugging Face"
+	@echo "make download-gpt2  fetch GPT-2 into the Hugging Face cache (once; then offline)"
 	@echo "make test         the test suite        make book       build and serve the book"
 	@echo "make grade DIR=submissions   grade a class"
 
@@ -65,6 +67,10 @@ test: $(INSTALLED)
 
 gpt2: $(INSTALLED)
 	@$(PY) -m gpt2course gpt2 $(ARGS)
+
+# GPT-2 small into the Hugging Face cache (make download-gpt2 ARGS=distilgpt2 for another)
+download-gpt2: $(INSTALLED)
+	@$(PY) -m gpt2course download-gpt2 $(ARGS)
 
 bench: $(INSTALLED)
 	@$(PY) bench/bench_generate.py $(ARGS)

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "gpt2course.workflow",   # progress, hint, reset, watch, doctor
     "gpt2course.grade",      # grade
     "gpt2course.run",        # gpt2
+    "gpt2course.hf.hub",     # download-gpt2
 ]
 
 

@@ -1,4 +1,4 @@
-"""`python -m gpt2course gpt2`: text in, text out, offline, with a KV cache.
+"""`python -m gpt2course gpt2`: text in, text out, with a KV cache (offline once GPT-2 is cached).
 
     make gpt2 ARGS='--prompt "Hello, my name is" --greedy'
     make gpt2                                  # interactive: one prompt per line
@@ -15,6 +15,7 @@ import sys
 
 from gpt2course import checkpoints, runtime, tokenizer
 from gpt2course.compare import CheckFailure
+from gpt2course.hf import hub
 from gpt2course.weights import CheckpointError
 
 
@@ -69,7 +70,7 @@ def cmd_gpt2(args) -> int:
         _err("error: --temperature must be > 0 (or use --greedy)")
         return 2
     try:
-        w = checkpoints.resolve_weights(args.weights)
+        w = checkpoints.resolve_weights(args.weights, **hub.settings_from_env())
     except (FileNotFoundError, ValueError) as exc:
         _err(f"error: {exc}")
         return 2
@@ -124,8 +125,9 @@ def register(sub) -> None:
     p.add_argument("--greedy", action="store_true", help="always take the most likely token (deterministic)")
     p.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same text")
     p.add_argument("--weights", default=None,
-                   help="a Hugging Face GPT-2 checkpoint folder, or seeded-124m / seeded-small "
-                   "(default: GPT-2 from the local Hugging Face cache, else seeded-124m)")
+                   help="gpt2, distilgpt2, gpt2-medium, gpt2-large, gpt2-xl, a Hub repo id, a "
+                   "checkpoint folder, or seeded-124m / seeded-small (default: GPT-2 from the "
+                   "Hugging Face cache, else downloaded when the Hub answers, else seeded-124m)")
     p.add_argument("--device", default=None, choices=["cpu", "gpu"], help="where MAX runs (default cpu)")
     p.add_argument("--model", default="solutions", choices=["solutions", "steps"],
                    help="solutions: the reference model with a KV cache (default); steps: your "

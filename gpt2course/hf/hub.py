@@ -304,14 +304,15 @@ def cmd_download(args) -> int:
         print(f"error: {name} is a local path; download-gpt2 takes a name such as gpt2 or a Hub "
               "repo id", file=sys.stderr)
         return 2
-    found = cached(name)
+    settings = settings_from_env()
+    found = cached(name, cache_dir=settings["cache_dir"])
     if found is not None:
         print(f"{name}: already in the Hugging Face cache: {found}")
         return 0
     print(f"downloading {ids[0]} ({', '.join(REQUIRED_FILES)}) into the Hugging Face cache "
-          f"({cache_root()}) ...", file=sys.stderr, flush=True)
+          f"({cache_root(settings['cache_dir'])}) ...", file=sys.stderr, flush=True)
     try:
-        folder = fetch(name, timeout=args.timeout)
+        folder = fetch(name, timeout=args.timeout, **settings)
     except (HubError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -332,3 +333,12 @@ def register(sub) -> None:
     p.add_argument("--timeout", type=float, default=15.0,
                    help="seconds to wait for the Hub's first answer (default 15)")
     p.set_defaults(func=cmd_download)
+
+
+def settings_from_env() -> dict:
+    """``offline``, ``endpoint`` and ``cache_dir`` for ``fetch`` from the environment as it is
+    now (HF_HUB_OFFLINE, HF_ENDPOINT, HF_HUB_CACHE or HF_HOME), for the commands to pass on."""
+    cache = os.environ.get("HF_HUB_CACHE") or (
+        os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME") else None)
+    return {"offline": offline_mode(), "endpoint": os.environ.get("HF_ENDPOINT") or None,
+            "cache_dir": cache}
