@@ -226,12 +226,11 @@ class CachedEngine:
         from gpt2course.checks import course_config
 
         self.folder = Path(folder)
-        config, state = weights_mod.load_hf_state(self.folder)
+        # the lean loader: one tensor in flight at a time, Conv1D weights transposed as read
+        config, state_max = weights_mod.load_max_state(self.folder)
         self.config = course_config(config)
         self.dev = maxrun.device(device)
         self.device_name = _device_name(self.dev)
-        state_max = weights_mod.to_max(state)
-        del state
         with F.lazy(), default_device(self.dev):
             prefill_module = _last_token_model_class()(self.config)
             decode_module = _decode_model_class()(self.config)
@@ -278,7 +277,7 @@ class UncachedEngine:
         from gpt2course.checks import course_config
 
         self.folder = Path(folder)
-        config, state = weights_mod.load_hf_state(self.folder)
+        config, state_max = weights_mod.load_max_state(self.folder)
         self.config = course_config(config)
         self.dev = maxrun.device(device)
         self.device_name = _device_name(self.dev)
@@ -286,9 +285,9 @@ class UncachedEngine:
 
         with default_device(self.dev):
             module = maxrun.build(lambda: model_cls(self.config), what)
-        maxrun.check_parameters(module, weights_mod.to_max(state), what)
+        maxrun.check_parameters(module, state_max, what)
         ids_type = TensorType(DType.int64, ["batch", "seq"], device=self.dev)
-        self.compiled = _compile(module, [ids_type], weights_mod.to_max(state), self.dev, what, quiet)
+        self.compiled = _compile(module, [ids_type], state_max, self.dev, what, quiet)
 
     def _logits(self, ids: np.ndarray) -> np.ndarray:
         from max.experimental.tensor import Tensor

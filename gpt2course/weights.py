@@ -173,8 +173,7 @@ def load_hf_state(folder: str | Path) -> tuple[object, dict[str, np.ndarray]]:
         if not (folder / needed).exists():
             raise CheckpointError(f"{folder}: no {needed}; a GPT-2 checkpoint folder holds "
                                   "config.json and model.safetensors")
-    config = load_config(folder)
-    check_safetensors(folder / "model.safetensors", dtypes=False)  # whole? (dtypes: named below)
+    config, _ = validate_checkpoint(folder)  # every check below, before any tensor is read
     raw = read_safetensors(folder / "model.safetensors")
     state: dict[str, np.ndarray] = {}
     for name, arr in raw.items():
@@ -203,6 +202,72 @@ def load_hf_state(folder: str | Path) -> tuple[object, dict[str, np.ndarray]]:
         raise CheckpointError(f"{folder}: unexpected tensor {unknown[0]} (and {len(unknown) - 1} more)"
                               if len(unknown) > 1 else f"{folder}: unexpected tensor {unknown[0]}")
     return config, state
+
+
+def _hf_key(name: str) -> str:
+    return name if name.startswith(("transformer.", "lm_head.")) else "transformer." + name
+
+
+def validate_checkpoint(folder: str | Path) -> tuple[object, dict[str, str]]:
+    """Every check of ``load_hf_state``, from config.json and the safetensors header alone
+    (no tensor is read): (config, {GPT2LMHeadModel key: name in the file})."""
+    folder = Path(folder)
+    for needed in ("config.json", "model.safetensors"):
+        if not (folder / needed).exists():
+            raise CheckpointError(f"{folder}: no {needed}; a GPT-2 checkpoint folder holds "
+                                  "config.json and model.safetensors")
+    config = load_config(folder)
+    header = check_safetensors(folder / "model.safetensors", dtypes=False)
+    names = {_hf_key(n): n for n in header if not n.endswith(MASK_BUFFER_SUFFIXES)}
+    shapes = expected_shapes(config)
+    shapes_lm = dict(shapes, **{"lm_head.weight": (config.vocab_size, config.n_embd)})
+    for key, shape in shapes_lm.items():
+        if key not in names:
+            if key == "lm_head.weight":
+                continue  # tied to wte, as GPT-2 does
+            raise CheckpointError(f"{folder}: tensor {key} is missing")
+        info = header[names[key]]
+        dtype = SAFETENSORS_DTYPES.get(info["dtype"], info["dtype"])
+        if dtype not in FLOAT_DTYPES:
+            raise CheckpointError(f"{folder}: tensor {key} has dtype {dtype}; expected a "
+                                  "floating-point tensor")
+        if tuple(info["shape"]) != shape:
+            if key == "lm_head.weight":
+                raise CheckpointError(f"{folder}: tensor lm_head.weight has shape {tuple(info['shape'])}")
+            raise CheckpointError(f"{folder}: tensor {key} has shape {tuple(info['shape'])}; "
+                                  f"config.json implies {shape}")
+    unknown = sorted(set(names) - set(shapes_lm))
+    if unknown:
+        raise CheckpointError(f"{folder}: unexpected tensor {unknown[0]} (and {len(unknown) - 1} more)"
+                              if len(unknown) > 1 else f"{folder}: unexpected tensor {unknown[0]}")
+    return config, names
+
+
+def load_max_state(folder: str | Path) -> tuple[object, dict[str, np.ndarray]]:
+    """The lean loader: (config, MAX-layout float32 weights) with one tensor in flight at a time.
+
+    ``to_max(load_hf_state(folder)[1])`` holds every tensor as read and, next to it, the
+    transposed copies of the Conv1D weights. Here each tensor is read, widened or transposed
+    into its final array, and its source dropped before the next one is read, so the peak is
+    the weights once plus the largest tensor. The tied LM head is the same array as ``wte``.
+    """
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    config, names = validate_checkpoint(folder)
+    out: dict[str, np.ndarray] = {}
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
+        for key, name in names.items():
+            t = f.get_tensor(name)
+            arr = t.numpy() if str(t.dtype) == "torch.float32" else t.float().numpy()
+            del t
+            if key.endswith(CONV1D_SUFFIXES):
+                arr = np.ascontiguousarray(arr.T)  # the one extra copy, freed at once
+            out[key] = arr
+            del arr
+    if "lm_head.weight" not in out:
+        out["lm_head.weight"] = out["transformer.wte.weight"]
+    return config, out
 
 
 def to_max(state: dict[str, np.ndarray], prefix: str = "") -> dict[str, np.ndarray]:

@@ -404,3 +404,29 @@ def test_download_gpt2_command(small, hf_home, monkeypatch, capsys):
     assert cli.main(["download-gpt2", "distilgpt2"]) == 1
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith("error: offline")
+
+
+# --------------------------------------------------------------------------- the lean loader
+
+def test_the_lean_loader_gives_what_load_hf_state_and_to_max_give(six_layer, wide, small):
+    for folder in (six_layer, wide, small):
+        config, lean = weights.load_max_state(folder)
+        _, state = weights.load_hf_state(folder)
+        full = weights.to_max(state)
+        assert sorted(lean) == sorted(full)
+        for key in full:
+            assert lean[key].dtype == np.float32 and lean[key].flags.c_contiguous, key
+            np.testing.assert_array_equal(lean[key], full[key], err_msg=key)
+        assert lean["lm_head.weight"] is lean["transformer.wte.weight"]  # tied: no copy
+
+
+def test_the_lean_loader_refuses_what_load_hf_state_refuses(small, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(small / "model.safetensors"))
+    del tensors["transformer.h.1.mlp.c_proj.bias"]
+    (tmp_path / "config.json").write_bytes((small / "config.json").read_bytes())
+    save_file(tensors, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    for load in (weights.load_max_state, weights.load_hf_state):
+        with pytest.raises(CheckpointError, match="tensor transformer.h.1.mlp.c_proj.bias is missing"):
+            load(tmp_path)
