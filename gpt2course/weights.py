@@ -243,24 +243,41 @@ def validate_checkpoint(folder: str | Path) -> tuple[object, dict[str, str]]:
     return config, names
 
 
+def _read_tensor(f, data_start: int, info: dict) -> np.ndarray:
+    """One tensor of a safetensors file as a new float32 array, read with plain reads (no
+    mmap: the file's pages stay in the page cache, not in this process's resident set)."""
+    dtype, shape, (lo, hi) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
+    f.seek(data_start + lo)
+    raw = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "BF16": "<u2"}[dtype]
+    count = (hi - lo) // np.dtype(raw).itemsize
+    arr = np.fromfile(f, dtype=raw, count=count)
+    if arr.size != count:
+        raise CheckpointError(f"{f.name}: truncated safetensors file (tensor data ends early)")
+    if dtype == "BF16":
+        arr = (arr.astype(np.uint32) << 16).view(np.float32)
+    elif dtype != "F32":
+        arr = arr.astype(np.float32)
+    return arr.reshape(shape)
+
+
 def load_max_state(folder: str | Path) -> tuple[object, dict[str, np.ndarray]]:
     """The lean loader: (config, MAX-layout float32 weights) with one tensor in flight at a time.
 
-    ``to_max(load_hf_state(folder)[1])`` holds every tensor as read and, next to it, the
-    transposed copies of the Conv1D weights. Here each tensor is read, widened or transposed
-    into its final array, and its source dropped before the next one is read, so the peak is
-    the weights once plus the largest tensor. The tied LM head is the same array as ``wte``.
+    ``to_max(load_hf_state(folder)[1])`` holds every tensor as read (safetensors maps the
+    file) and, next to them, the transposed copies of the Conv1D weights. Here each tensor
+    is read with plain reads into its own array, widened or transposed into its final form,
+    and its source dropped before the next one is read: the peak is the weights once plus
+    the largest tensor. The tied LM head is the same array as ``wte``.
     """
-    from safetensors import safe_open
-
     folder = Path(folder)
     config, names = validate_checkpoint(folder)
+    path = folder / "model.safetensors"
+    header = check_safetensors(path, dtypes=False)
     out: dict[str, np.ndarray] = {}
-    with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
+    with open(path, "rb") as f:
+        data_start = 8 + int.from_bytes(f.read(8), "little")
         for key, name in names.items():
-            t = f.get_tensor(name)
-            arr = t.numpy() if str(t.dtype) == "torch.float32" else t.float().numpy()
-            del t
+            arr = _read_tensor(f, data_start, header[name])
             if key.endswith(CONV1D_SUFFIXES):
                 arr = np.ascontiguousarray(arr.T)  # the one extra copy, freed at once
             out[key] = arr

@@ -420,6 +420,22 @@ def test_the_lean_loader_gives_what_load_hf_state_and_to_max_give(six_layer, wid
         assert lean["lm_head.weight"] is lean["transformer.wte.weight"]  # tied: no copy
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_the_lean_loader_widens_half_precision_as_load_hf_state_does(six_layer, tmp_path, dtype):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tensors = {k: v.to(getattr(torch, dtype)) for k, v in
+               load_file(str(six_layer / "model.safetensors")).items()}
+    save_file(tensors, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    (tmp_path / "config.json").write_bytes((six_layer / "config.json").read_bytes())
+    _, lean = weights.load_max_state(tmp_path)
+    full = weights.to_max(weights.load_hf_state(tmp_path)[1])
+    for key in full:
+        assert lean[key].dtype == np.float32
+        np.testing.assert_array_equal(lean[key], full[key], err_msg=key)
+
+
 def test_the_lean_loader_refuses_what_load_hf_state_refuses(small, tmp_path):
     from safetensors.numpy import load_file, save_file
 
