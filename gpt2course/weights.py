@@ -21,6 +21,10 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used, with the name of the offending tensor."""
 
 
+class CorruptCheckpoint(CheckpointError):
+    """A file that is not whole (truncated, trailing bytes, a header that is not safetensors)."""
+
+
 GPT2_ARCHITECTURES = ("GPT2LMHeadModel", "GPT2Model")
 # safetensors' dtype codes -> NumPy's names; the first four are widened to float32 on load
 SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64",
@@ -76,17 +80,17 @@ def check_safetensors(path: str | Path, *, dtypes: bool = True) -> dict[str, dic
     with open(path, "rb") as f:
         head = f.read(8)
         if len(head) < 8:
-            raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes, no header)")
+            raise CorruptCheckpoint(f"{path}: truncated safetensors file ({size} bytes, no header)")
         n = int.from_bytes(head, "little")
         if n > size - 8 or n > 100_000_000:
-            raise CheckpointError(f"{path}: truncated or corrupt safetensors file (header of {n} "
+            raise CorruptCheckpoint(f"{path}: truncated or corrupt safetensors file (header of {n} "
                                   f"bytes, file of {size})")
         try:
             header = json.loads(f.read(n))
         except (UnicodeDecodeError, json.JSONDecodeError):
-            raise CheckpointError(f"{path}: corrupt safetensors file (its header is not JSON)") from None
+            raise CorruptCheckpoint(f"{path}: corrupt safetensors file (its header is not JSON)") from None
     if not isinstance(header, dict):
-        raise CheckpointError(f"{path}: corrupt safetensors file (its header is not a JSON object)")
+        raise CorruptCheckpoint(f"{path}: corrupt safetensors file (its header is not a JSON object)")
     header.pop("__metadata__", None)
     end = 0
     for name, info in header.items():
@@ -94,10 +98,10 @@ def check_safetensors(path: str | Path, *, dtypes: bool = True) -> dict[str, dic
             dtype, shape, (lo, hi) = info["dtype"], info["shape"], info["data_offsets"]
             count = int(np.prod(shape, dtype=np.int64)) if shape else 1
         except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: corrupt safetensors file (entry {name})") from None
+            raise CorruptCheckpoint(f"{path}: corrupt safetensors file (entry {name})") from None
         width = _DTYPE_BYTES.get(dtype)
         if width is not None and hi - lo != count * width:
-            raise CheckpointError(f"{path}: corrupt safetensors file (tensor {name}: {hi - lo} bytes "
+            raise CorruptCheckpoint(f"{path}: corrupt safetensors file (tensor {name}: {hi - lo} bytes "
                                   f"for shape {tuple(shape)} of {dtype})")
         if dtypes and not name.endswith(MASK_BUFFER_SUFFIXES) and \
                 SAFETENSORS_DTYPES.get(dtype, dtype) not in FLOAT_DTYPES:
@@ -106,7 +110,7 @@ def check_safetensors(path: str | Path, *, dtypes: bool = True) -> dict[str, dic
         end = max(end, hi)
     if 8 + n + end != size:
         what = "truncated" if 8 + n + end > size else "corrupt"
-        raise CheckpointError(f"{path}: {what} safetensors file ({size} bytes; its header "
+        raise CorruptCheckpoint(f"{path}: {what} safetensors file ({size} bytes; its header "
                               f"promises {8 + n + end})")
     return header
 
@@ -252,7 +256,7 @@ def _read_tensor(f, data_start: int, info: dict) -> np.ndarray:
     count = (hi - lo) // np.dtype(raw).itemsize
     arr = np.fromfile(f, dtype=raw, count=count)
     if arr.size != count:
-        raise CheckpointError(f"{f.name}: truncated safetensors file (tensor data ends early)")
+        raise CorruptCheckpoint(f"{f.name}: truncated safetensors file (tensor data ends early)")
     if dtype == "BF16":
         arr = (arr.astype(np.uint32) << 16).view(np.float32)
     elif dtype != "F32":

@@ -356,7 +356,15 @@ def test_an_unsupported_dtype_is_named_and_removed(small, hf_home, tmp_path):
         with pytest.raises(CheckpointError, match=rf"tensor {name} has dtype int8; the course runs "
                            "float32, float16 and bfloat16"):
             fetch(server, "someone/gpt2-int8", hf_home, progress=False)
-    assert blobs(hf_home, "someone/gpt2-int8") == []
+        assert blobs(hf_home, "someone/gpt2-int8") == []
+        # downloaded by someone else (whole, just not runnable here): refused, and kept
+        from huggingface_hub import snapshot_download
+
+        snapshot_download("someone/gpt2-int8", endpoint=server.url, cache_dir=str(hf_home))
+    kept = blobs(hf_home, "someone/gpt2-int8")
+    with pytest.raises(CheckpointError, match="has dtype int8"):
+        hub.fetch("someone/gpt2-int8", offline=True, cache_dir=hf_home)
+    assert kept and blobs(hf_home, "someone/gpt2-int8") == kept
 
 
 def test_a_local_truncated_file_is_one_line_too(small, tmp_path):

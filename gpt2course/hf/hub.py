@@ -27,7 +27,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from gpt2course.weights import CheckpointError, check_gpt2_config, check_safetensors, read_config_json
+from gpt2course.weights import (CheckpointError, CorruptCheckpoint, check_gpt2_config,
+                                check_safetensors, read_config_json)
 
 # The names learners type -> the repo id transformers uses, then older ids it may be cached
 # under (transformers once downloaded "gpt2" itself, before the openai-community org).
@@ -123,12 +124,18 @@ def purge_snapshot(snapshot: str | Path) -> None:
             ref.unlink()
 
 
-def _verified_or_purged(folder: Path, repo_id: str) -> Path:
+def _verified_or_purged(folder: Path, repo_id: str, *, ours: bool = True) -> Path:
+    """``folder`` if it verifies; else it is deleted from the cache and CheckpointError raised.
+
+    A snapshot found in the cache (``ours=False``) that is whole but not one the course runs
+    (another model type, an int8 checkpoint) belongs to whoever downloaded it: refused, kept."""
     try:
         verify(folder)
     except CheckpointError as exc:
+        if not ours and not isinstance(exc, CorruptCheckpoint):
+            raise CheckpointError(f"{repo_id}: {_short(exc, folder)}") from None
         purge_snapshot(folder)
-        raise CheckpointError(f"{repo_id}: {_short(exc, folder)} (removed from the Hugging Face "
+        raise type(exc)(f"{repo_id}: {_short(exc, folder)} (removed from the Hugging Face "
                               "cache; nothing of it is kept)") from None
     return folder
 
@@ -143,7 +150,8 @@ def _short(exc: Exception, folder: Path) -> str:
 def cached(spec: str, *, cache_dir: str | Path | None = None) -> Path | None:
     """The checkpoint from the local Hugging Face cache (never a request), verified, or None.
 
-    A cached copy that is not whole (an old truncated blob) is removed and None returned."""
+    A cached copy that is not whole (an old truncated blob) is removed and None returned; one
+    that is whole but not a GPT-2 the course runs raises CheckpointError and is kept."""
     from huggingface_hub import snapshot_download
 
     for repo_id in repo_ids(spec):
@@ -155,9 +163,9 @@ def cached(spec: str, *, cache_dir: str | Path | None = None) -> Path | None:
         if not all((path / name).is_file() for name in REQUIRED_FILES):
             continue
         try:
-            return _verified_or_purged(path, repo_id)
-        except CheckpointError:
-            continue
+            return _verified_or_purged(path, repo_id, ours=False)
+        except CorruptCheckpoint:
+            continue  # removed: a download starts clean
     return None
 
 
