@@ -5,6 +5,7 @@
 #   make s07 TARGET=solutions check the reference solution instead
 #   make test                 the whole test suite (what CI runs)
 #   make gpt2 ARGS='--prompt "Hello"'   run the finished model
+#   make download-gpt2        fetch GPT-2 small into the Hugging Face cache
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -32,7 +33,7 @@ help:
 	@echo "make hint STEP=NN the next hint         make watch STEP=NN   re-check on save"
 	@echo "make reset STEP=NN restore a skeleton (your file is backed up first)"
 	@echo "make gpt2         run the model         make bench      speed vs Hugging Face"
-	@echo "make download-gpt2  fetch pretrained GPT-2 from the Hugging Face Hub (once)"
+	@echo "make download-gpt2  fetch GPT-2 into the Hugging Face cache (once; then offline)"
 	@echo "make test         the test suite        make book       build and serve the book"
 	@echo "make grade DIR=submissions   grade a class"
 
@@ -69,6 +70,10 @@ test: $(INSTALLED)
 gpt2: $(INSTALLED)
 	@$(PY) -m gpt2course gpt2 $(DEVICE_ARG) $(ARGS)
 
+download-gpt2: $(INSTALLED)
+	@$(PY) -m gpt2course download-gpt2 $(ARGS)
+
+# GPT-2 small into the Hugging Face cache (make download-gpt2 ARGS=distilgpt2 for another)
 download-gpt2: $(INSTALLED)
 	@$(PY) -m gpt2course download-gpt2 $(ARGS)
 

@@ -1,9 +1,11 @@
-"""Where the weights come from: real GPT-2 when it is on disk, else seeded local checkpoints.
+"""Where the weights come from: GPT-2 from the Hugging Face cache (or the Hub), else seeded.
 
-No network is used at any time. A seeded checkpoint is a real Hugging Face
-checkpoint folder (config.json + model.safetensors) written by
-``transformers.GPT2LMHeadModel.save_pretrained`` from a seeded random model, so
-it is loaded through exactly the path a downloaded GPT-2 takes.
+A seeded checkpoint is a real Hugging Face checkpoint folder (config.json +
+model.safetensors) written by ``transformers.GPT2LMHeadModel.save_pretrained``
+from a seeded random model, so it is loaded through exactly the path a
+downloaded GPT-2 takes. Named weights (gpt2, distilgpt2, a Hub repo id) come
+through ``gpt2course.hf.hub``: the cache first, a download only when it is not
+there and the Hub answers.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from gpt2course import course
 
 # The shapes the checks use. "small" keeps the reference fast; "124m" is GPT-2
 # small's real shape. initializer_range is larger in "small" so that attention
@@ -77,36 +81,50 @@ def seeded_checkpoint(name: str = "small") -> Path:
     return folder
 
 
-def find_pretrained() -> Path | None:
-    """Real GPT-2 from the local Hugging Face cache, if it is there (never downloads)."""
-    try:
-        from huggingface_hub import snapshot_download
+def find_pretrained(*, cache_dir: str | Path | None = None) -> Path | None:
+    """Real GPT-2 from the local Hugging Face cache, if it is there and whole (never a request)."""
+    from gpt2course.hf import hub
 
-        path = Path(snapshot_download("gpt2", local_files_only=True,
-                                      allow_patterns=["config.json", "model.safetensors"]))
-    except Exception:
-        return None
-    if (path / "model.safetensors").exists() and (path / "config.json").exists():
-        return path
-    return None
+    return hub.cached("gpt2", cache_dir=cache_dir)
 
 
-def resolve_weights(spec: str | None = None, *, fallback: str = "124m") -> Weights:
-    """``--weights`` resolution: a path, "seeded-NAME", or (None) real GPT-2 if cached, else seeded."""
+def _seeded(name: str) -> Weights:
+    return Weights(seeded_checkpoint(name), f"seeded random GPT-2 ({name} shapes, seed {SEED}): "
+                   "its text is noise", False)
+
+
+def resolve_weights(spec: str | None = None, *, fallback: str = "124m", offline: bool | None = None,
+                    endpoint: str | None = None, cache_dir: str | Path | None = None,
+                    timeout: float | None = None, progress: bool = True) -> Weights:
+    """``--weights`` resolution.
+
+    * "seeded-NAME": the seeded checkpoint NAME (never a request);
+    * a local folder, a name (gpt2, distilgpt2, gpt2-medium, gpt2-large, gpt2-xl) or a Hub
+      repo id: ``hub.fetch`` (the Hugging Face cache, else a download); errors are one line
+      (HubError / HubUnavailable / CheckpointError are ValueErrors, a missing folder a
+      FileNotFoundError);
+    * None (``make gpt2``): GPT-2 small from the cache, else downloaded when the Hub answers,
+      else the seeded ``fallback`` with one line saying why and which command fetches GPT-2.
+
+    ``offline``, ``endpoint`` and ``cache_dir`` go to ``hub.fetch`` (None: huggingface_hub's
+    own settings); ``hub.settings_from_env()`` gives them from the environment.
+    """
+    from gpt2course.hf import hub
+
     if spec and spec.startswith("seeded"):
-        name = spec.split("-", 1)[1] if "-" in spec else fallback
-        return Weights(seeded_checkpoint(name), f"seeded random GPT-2 ({name} shapes, seed {SEED}): "
-                       "its text is noise", False)
+        return _seeded(spec.split("-", 1)[1] if "-" in spec else fallback)
+    opts = dict(offline=offline, endpoint=endpoint, cache_dir=cache_dir, progress=progress,
+                timeout=hub.DEFAULT_TIMEOUT if timeout is None else timeout)
     if spec:
-        path = Path(spec).expanduser()
-        if not (path / "config.json").exists():
-            raise FileNotFoundError(
-                f"--weights {spec}: no config.json there. Give a Hugging Face GPT-2 checkpoint "
-                "folder (config.json + model.safetensors).")
-        return Weights(path, f"checkpoint at {path}", True)
-    found = find_pretrained()
-    if found is not None:
-        return Weights(found, f"pretrained GPT-2 from the local Hugging Face cache ({found})", True)
-    return Weights(seeded_checkpoint(fallback),
-                   f"no pretrained GPT-2 in the local Hugging Face cache; using the seeded random "
-                   f"checkpoint ({fallback} shapes, seed {SEED}): its text is noise", False)
+        path = hub.fetch(spec, **opts)
+        if hub.is_local(spec):
+            return Weights(path, f"checkpoint at {path}", True)
+        return Weights(path, f"{spec} from the Hugging Face cache ({path})", True)
+    try:
+        found = hub.fetch("gpt2", **opts)
+    except hub.HubUnavailable as exc:
+        why = "offline" if exc.reason == "offline" else f"the Hub did not answer ({exc})"
+        return Weights(seeded_checkpoint(fallback),
+                       f"{why}: using the seeded random checkpoint ({fallback} shapes, seed {SEED}; "
+                       f"its text is noise); {course.command('download-gpt2')} fetches GPT-2 later", False)
+    return Weights(found, f"pretrained GPT-2 from the Hugging Face cache ({found})", True)

@@ -1,4 +1,4 @@
-"""`python -m gpt2course gpt2`: text in, text out, offline, with a KV cache.
+"""`python -m gpt2course gpt2`: text in, text out, with a KV cache (offline once GPT-2 is cached).
 
     make gpt2 ARGS='--prompt "Hello, my name is" --greedy'
     make gpt2                                  # interactive: one prompt per line
@@ -19,6 +19,7 @@ from gpt2course.hf import checkpoints, tokenizer
 from gpt2course.hf.weights import CheckpointError
 from gpt2course.run import engine as run_engine
 from gpt2course.run.generate import generate
+from gpt2course.hf import hub
 
 
 def _err(msg: str) -> None:
@@ -72,7 +73,7 @@ def cmd_gpt2(args) -> int:
         _err("error: --temperature must be > 0 (or use --greedy)")
         return 2
     try:
-        w = checkpoints.resolve_weights(args.weights)
+        w = checkpoints.resolve_weights(args.weights, **hub.settings_from_env())
     except (FileNotFoundError, ValueError) as exc:
         _err(f"error: {exc}")
         return 2
@@ -127,8 +128,9 @@ def register(sub) -> None:
     p.add_argument("--greedy", action="store_true", help="always take the most likely token (deterministic)")
     p.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same text")
     p.add_argument("--weights", default=None,
-                   help="a Hugging Face GPT-2 checkpoint folder, or seeded-124m / seeded-small "
-                   "(default: GPT-2 from the local Hugging Face cache, else seeded-124m)")
+                   help="gpt2, distilgpt2, gpt2-medium, gpt2-large, gpt2-xl, a Hub repo id, a "
+                   "checkpoint folder, or seeded-124m / seeded-small (default: GPT-2 from the "
+                   "Hugging Face cache, else downloaded when the Hub answers, else seeded-124m)")
     add_target_device(p, target=False)
     p.add_argument("--model", default="solutions", choices=["solutions", "steps"],
                    help="solutions: the reference model with a KV cache (default); steps: your "

@@ -135,12 +135,11 @@ class CachedEngine:
         from max.experimental.tensor import default_device
 
         self.folder = Path(folder)
-        config, state = weights_mod.load_hf_state(self.folder)
+        # the lean loader: one tensor in flight at a time, Conv1D weights transposed as read
+        config, state_max = weights_mod.load_max_state(self.folder)
         self.config = weights_mod.course_config(config)
         self.dev = max_device(device)
         self.device_name = device_name(self.dev)
-        state_max = weights_mod.to_max(state)
-        del state
         with F.lazy(), default_device(self.dev):
             prefill_module = _last_token_model_class()(self.config)
             decode_module = _decode_model_class()(self.config)
@@ -185,7 +184,7 @@ class UncachedEngine:
         from max.graph import TensorType
 
         self.folder = Path(folder)
-        config, state = weights_mod.load_hf_state(self.folder)
+        config, state_max = weights_mod.load_max_state(self.folder)
         self.config = weights_mod.course_config(config)
         self.dev = max_device(device)
         self.device_name = device_name(self.dev)
@@ -193,9 +192,9 @@ class UncachedEngine:
 
         with default_device(self.dev):
             module = execute.build(lambda: model_cls(self.config), what)
-        execute.check_parameters(module, weights_mod.to_max(state), what)
+        execute.check_parameters(module, state_max, what)
         ids_type = TensorType(DType.int64, ["batch", "seq"], device=self.dev)
-        self.compiled = _compile(module, [ids_type], weights_mod.to_max(state), self.dev, what, quiet)
+        self.compiled = _compile(module, [ids_type], state_max, self.dev, what, quiet)
 
     def _logits(self, ids: np.ndarray) -> np.ndarray:
         from max.experimental.tensor import Tensor
