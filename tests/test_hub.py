@@ -455,3 +455,54 @@ def test_the_lean_loader_refuses_what_load_hf_state_refuses(small, tmp_path):
     for load in (weights.load_max_state, weights.load_hf_state):
         with pytest.raises(CheckpointError, match="tensor transformer.h.1.mlp.c_proj.bias is missing"):
             load(tmp_path)
+
+
+# --------------------------------------------------------------------------- checks on pretrained weights
+
+def _check(args, env_extra=None, tmp_path=None):
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(PYTHONPATH=str(course.ROOT), HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf-home"),
+               **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "gpt2course", "check", *args], cwd=course.ROOT, env=env,
+                          capture_output=True, text=True, timeout=1800)
+
+
+def test_a_check_against_pretrained_weights_on_disk_says_so(tmp_path):
+    """`make s03 ARGS='--weights FOLDER'`: the step is checked against that checkpoint, and the
+    header line says which weights."""
+    import shutil
+
+    folder = tmp_path / "my-gpt2"
+    shutil.copytree(checkpoints.seeded_checkpoint("small"), folder)
+    proc = _check(["03", "--target", "solutions", "--weights", str(folder)], tmp_path=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert out.splitlines()[0].startswith("Checking step 03 (Layer normalization) against pretrained ")
+    assert f"weights: {folder} (pretrained)" in out.splitlines()[0]
+    assert "step 03 passed" in out
+
+
+def test_a_check_against_weights_not_on_disk_says_how_to_fetch_them(tmp_path):
+    """The checks never download: --weights gpt2 with an empty cache is one clear line naming the
+    command that fetches it, and no traceback."""
+    proc = _check(["03", "--target", "solutions", "--weights", "gpt2"], tmp_path=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "--weights gpt2: not in the local Hugging Face cache" in out, out[-3000:]
+    assert course.command("download-gpt2") in out
+    assert "Traceback" not in out
+
+
+def test_a_check_reads_the_weights_it_is_given(tmp_path):
+    """--weights is not a label: a truncated checkpoint given to it fails the check with one line."""
+    import shutil
+
+    folder = tmp_path / "cut-gpt2"
+    shutil.copytree(checkpoints.seeded_checkpoint("small"), folder)
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    proc = _check(["03", "--target", "solutions", "--weights", str(folder)], tmp_path=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "model.safetensors" in out and "Traceback" not in out, out[-3000:]

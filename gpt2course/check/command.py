@@ -31,7 +31,7 @@ PROGRESS_PREFIXES = ("compiling ", "compiled in")
 
 def check_command(step: int, target: str = course.DEFAULT_TARGET, device: str | None = None,
                   report_json: str | None = None, fail_fast: bool = False,
-                  root: Path | None = None) -> list[str]:
+                  root: Path | None = None, weights: str | None = None) -> list[str]:
     """The pytest command line that checks one step (learners, CI and the grader all use it)."""
     cmd = [sys.executable, "-m", "pytest", str(course.test_file(step, root)),
            "-p", "no:cacheprovider", "--no-header", "-q", "--tb=no", "-rN", f"--target={target}"]
@@ -39,6 +39,8 @@ def check_command(step: int, target: str = course.DEFAULT_TARGET, device: str | 
         cmd.append(f"--device={device}")
     if report_json:
         cmd.append(f"--report-json={report_json}")
+    if weights:
+        cmd.append(f"--weights={weights}")
     if fail_fast:
         cmd.append("--exitfirst")
     return cmd
@@ -77,22 +79,23 @@ def _could_not_run(step: int, rc: int | None, tail: list[str]) -> dict:
 
 def run_check(step: int, target: str = course.DEFAULT_TARGET, device: str | None = None, *,
               show: bool = True, relay: Callable[[str], None] | None = None,
-              use_cache: bool = False, fail_fast: bool = False) -> dict:
+              use_cache: bool = False, fail_fast: bool = False, weights: str | None = None) -> dict:
     """Checks one step in its own process and returns its verdict:
     ``{"status": passed|failed|error, "passed", "total", "first_failure", "returncode", "cached"}``.
 
     ``show``: the check's own output goes to this terminal as it comes; otherwise it is read
     quietly and ``relay`` receives MAX's compile-progress lines. ``use_cache``: answer from
-    the verdict cache when nothing that decides the verdict changed.
+    the verdict cache when nothing that decides the verdict changed. ``weights``: check
+    against that pretrained checkpoint instead of the seeded ones.
     """
-    key = verdicts.cache_key(step, target, device)
+    key = verdicts.cache_key(step, target, device, weights)
     if use_cache:
         cached = verdicts.recall(step, key, target)
         if cached is not None:
             return cached
     with tempfile.TemporaryDirectory(prefix="gpt2-check-") as tmp:
         report = Path(tmp) / "report.json"
-        cmd = check_command(step, target, device, str(report), fail_fast)
+        cmd = check_command(step, target, device, str(report), fail_fast, weights=weights)
         tail: list[str] = []
         proc = subprocess.Popen(cmd, cwd=course.ROOT, env=check_env(), start_new_session=True,
                                 stdout=None if show else subprocess.PIPE,
@@ -129,15 +132,17 @@ def exit_status(result: dict) -> int:
 
 # --------------------------------------------------------------------------- the commands
 
-def header(step: int, target: str, device: str | None) -> str:
-    return (f"Checking step {step:02d} ({course.step(step)['title']}) against Hugging Face GPT-2 "
-            f"[target: {target}, device: {device or course.DEFAULT_DEVICE}]")
+def header(step: int, target: str, device: str | None, weights: str | None = None) -> str:
+    against = f"pretrained {weights}" if weights else "Hugging Face GPT-2"
+    return (f"Checking step {step:02d} ({course.step(step)['title']}) against {against} "
+            f"[target: {target}, device: {device or course.DEFAULT_DEVICE}"
+            + (f", weights: {weights} (pretrained)]" if weights else "]"))
 
 
 def cmd_check(args) -> int:
     step = course.parse_step(args.step)
-    print(header(step, args.target, args.device), flush=True)
-    result = run_check(step, args.target, args.device, fail_fast=args.fail_fast)
+    print(header(step, args.target, args.device, args.weights), flush=True)
+    result = run_check(step, args.target, args.device, fail_fast=args.fail_fast, weights=args.weights)
     if args.report_json:
         Path(args.report_json).write_text(json.dumps({"steps": {f"{step:02d}": result}}, indent=2))
     if result["status"] == "error":
@@ -195,6 +200,8 @@ def register(sub) -> None:
     add_target_device(p)
     p.add_argument("--report-json", help="write the verdict as JSON here")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing sub-check")
+    p.add_argument("--weights", help="check against this pretrained GPT-2 when it is on disk (gpt2, "
+                   "distilgpt2, ..., a Hub repo id or a folder; default: the seeded checkpoints)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("check-all", help="check every step")

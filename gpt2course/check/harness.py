@@ -18,10 +18,25 @@ from gpt2course.hf import checkpoints, reference, weights
 ATOL = 1e-4  # float32 on CPU; differences from operation order stay near 1e-6
 
 
-@functools.lru_cache(maxsize=2)
+_pretrained = None  # a checkpoint folder every check uses instead of the seeded ones (--weights)
+
+
+def use_pretrained(folder) -> None:
+    """Checks every step against this checkpoint (``--weights``; the plugin calls it once)."""
+    global _pretrained
+    _pretrained = folder
+    _load.cache_clear()
+
+
 def checkpoint(name: str = "small"):
-    """(folder, config, Hugging Face state dict) of a seeded checkpoint, built on first use."""
-    folder = checkpoints.seeded_checkpoint(name)
+    """(folder, config, Hugging Face state dict) of a seeded checkpoint, built on first use, or
+    of the pretrained checkpoint given with ``--weights`` (for every name: its own shapes)."""
+    return _load(str(_pretrained) if _pretrained is not None else None, name)
+
+
+@functools.lru_cache(maxsize=2)
+def _load(pretrained: str | None, name: str):
+    folder = pretrained or checkpoints.seeded_checkpoint(name)
     config, state = weights.load_hf_state(folder)
     return folder, config, state
 

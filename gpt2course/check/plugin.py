@@ -49,11 +49,23 @@ def pytest_addoption(parser):
     group.addoption("--device", default=course.DEFAULT_DEVICE, choices=course.DEVICES,
                     help="where MAX runs the checks (default cpu)")
     group.addoption("--report-json", default=None, help="write per-step results to this JSON file")
+    group.addoption("--weights", default=None,
+                    help="check against this pretrained GPT-2 (gpt2, distilgpt2, ..., a Hub repo id or "
+                    "a checkpoint folder) when it is on disk, instead of the seeded checkpoints")
 
 
 def pytest_configure(config):
     config._gpt2_results = {}
     execute.set_reporter(_live_writer(config))
+    spec = config.getoption("--weights")
+    if spec:
+        from gpt2course.check import harness
+        from gpt2course.hf import hub
+
+        try:
+            harness.use_pretrained(hub.local_checkpoint(spec))
+        except (hub.HubError, ValueError) as exc:
+            raise pytest.UsageError(str(exc)) from None
 
 
 def observer(config):
@@ -161,7 +173,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     tr = terminalreporter
     target = config.getoption("--target")
-    report = {"target": target, "device": config.getoption("--device"), "steps": {}}
+    report = {"target": target, "device": config.getoption("--device"),
+              "weights": config.getoption("--weights") or "seeded", "steps": {}}
     for number in sorted(results):
         checks = results[number]
         info = course.step(number)

@@ -51,12 +51,13 @@ def deciding_files(root: Path | None = None) -> list[Path]:
                   if "__pycache__" not in p.parts and p.relative_to(package).parts[0] not in NOT_DECIDING)
 
 
-def cache_key(step: int, target: str = course.DEFAULT_TARGET, device: str | None = None) -> str:
+def cache_key(step: int, target: str = course.DEFAULT_TARGET, device: str | None = None,
+              weights: str | None = None) -> str:
     """A hash of everything a step's verdict depends on."""
     h = hashlib.sha256()
     path = course.step_file(step, target)
     parts: list[tuple[str, bytes]] = [
-        ("meta", f"{step}|{target}|{path.resolve()}|{device or course.DEFAULT_DEVICE}".encode())]
+        ("meta", f"{step}|{target}|{path.resolve()}|{device or course.DEFAULT_DEVICE}|{weights or 'seeded'}".encode())]
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError):

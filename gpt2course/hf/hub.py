@@ -169,6 +169,20 @@ def cached(spec: str, *, cache_dir: str | Path | None = None) -> Path | None:
     return None
 
 
+def local_checkpoint(spec: str, *, cache_dir: str | Path | None = None) -> Path:
+    """A checkpoint already on disk (a folder, or a name in the Hugging Face cache), verified;
+    never a request. HubError (one line, with the command that fetches it) when it is not there."""
+    if is_local(spec):
+        verify(spec)
+        return Path(spec).expanduser()
+    found = cached(spec, cache_dir=cache_dir)
+    if found is None:
+        raise HubError(f"--weights {spec}: not in the local Hugging Face cache; "
+                       f"{course.command('download-gpt2', args=[spec] if spec != 'gpt2' else None)} "
+                       "fetches it (the checks never download)")
+    return found
+
+
 # --------------------------------------------------------------------------- fetch
 
 def _network_errors() -> tuple[type[BaseException], ...]:
