@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -274,3 +275,20 @@ def test_parse_shard():
     for bad in ("0/2", "3/2", "2", "a/b", "1/0"):
         with pytest.raises(SystemExit):
             sharding.parse_shard(bad)
+
+
+def test_recipes_agree_with_themselves():
+    """The recipes' N is the length of their shard list, and they run `grade --shard` and `grade merge`."""
+    yaml = pytest.importorskip("yaml")
+    wf = yaml.safe_load((ROOT / "docs" / "recipes" / "github-actions-grade.yml").read_text())
+    shards = wf["jobs"]["shard"]["strategy"]["matrix"]["shard"]
+    assert shards == list(range(1, wf["env"]["N"] + 1))
+    runs = "\n".join(s.get("run", "") for s in wf["jobs"]["shard"]["steps"])
+    assert "grade submissions --shard ${{ matrix.shard }}/$N" in runs
+    assert wf["jobs"]["merge"]["needs"] == "shard"
+    assert any("grade merge shards/grades-shard-* --out grades" in s.get("run", "")
+               for s in wf["jobs"]["merge"]["steps"])
+    slurm = (ROOT / "docs" / "recipes" / "grade.slurm").read_text()
+    n = int(re.search(r"^N=(\d+)$", slurm, re.M).group(1))
+    assert f"#SBATCH --array=1-{n}\n" in slurm and '--shard "$K/$N"' in slurm
+    assert "sbatch --dependency=afterok:$jid" in slurm and "grade merge grades-shards/shard-*" in slurm

@@ -13,6 +13,9 @@ limit, an output cap, a key on stdin that signs its report, a tamper guard, and 
 with Landlock) no writes outside its workspace. Verdicts: passed, failed, error, timeout,
 missing. Results: a table in the terminal and ``grades.json``, ``grades.csv``,
 ``summary.csv``, ``junit.xml`` and one capped log per check under ``--out``.
+
+``--shard K/N`` grades only the K-th of N parts of the (student, step) pairs, and
+``grade merge OUT1 OUT2 ... --out OUT`` merges the shards' outputs into one run's (shard.py).
 """
 
 from __future__ import annotations
