@@ -168,8 +168,11 @@ def fake_run(out: Path, shard: tuple[int, int] | None, subs=None, version="v1") 
 def test_fabricated_shards_merge_to_the_whole(tmp_path):
     fake_run(tmp_path / "whole", None)
     shutil.move(tmp_path / "whole", tmp_path / "kept")
-    for k in (1, 2, 3):
-        fake_run(tmp_path / f"s{k}", (k, 3))
+    for k in (1, 2, 3):  # shard 2's machine has the class in another folder: no matter
+        subs = fake_class()
+        for sub in subs if k == 2 else ():
+            sub.source = sub.source.replace("/c/", "/elsewhere/")
+        fake_run(tmp_path / f"s{k}", (k, 3), subs=subs)
     results = sharding.merge([tmp_path / "s3", tmp_path / "s1", tmp_path / "s2"], tmp_path / "whole")
     write_reports(tmp_path / "whole", results)
     for name in WRITERS:
