@@ -13,6 +13,9 @@ limit, an output cap, a key on stdin that signs its report, a tamper guard, and 
 with Landlock) no writes outside its workspace. Verdicts: passed, failed, error, timeout,
 missing. Results: a table in the terminal and ``grades.json``, ``grades.csv``,
 ``summary.csv``, ``junit.xml`` and one capped log per check under ``--out``.
+
+``--shard K/N`` grades only the K-th of N parts of the (student, step) pairs, and
+``grade merge OUT1 OUT2 ... --out OUT`` merges the shards' outputs into one run's (shard.py).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 
 from gpt2course import course
 from gpt2course.course import ROOT
-from gpt2course.grade import sandbox
+from gpt2course.grade import sandbox, shard as sharding
 from gpt2course.grade.reports import build_results, details, table, write_reports
 from gpt2course.grade.runner import DEFAULT_MAX_OUTPUT, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Options, Runner
 from gpt2course.grade.submissions import Submission, collect
@@ -174,8 +177,10 @@ def changed_while_grading(course_digest: dict[str, str], subs: list[Submission])
 
 
 def grade(directory: Path, steps: list[int], points: dict[int, float], out: Path, jobs: int,
-          opts: Options) -> dict:
-    """Grades every (student, step) of ``directory``; returns the results (see reports.py)."""
+          opts: Options, shard: tuple[int, int] | None = None) -> tuple[dict, dict | None]:
+    """Grades every (student, step) of ``directory``, or with ``shard`` = (K, N) the K-th of N
+    parts of them (shard.py); returns the results (see reports.py) and, for a shard, its
+    manifest (what a merge needs)."""
     t0 = time.monotonic()
     course = course_files()
     course_digest = digests(course)
@@ -184,6 +189,15 @@ def grade(directory: Path, steps: list[int], points: dict[int, float], out: Path
     prepare_checkpoints(needed_checkpoints(course, steps))
     landlock = sandbox.landlock_abi() if opts.landlock else 0
     verdicts, todo = plan(subs, steps)
+    owned = None
+    if shard is not None:
+        k, n = shard
+        owner = sharding.assign([(sub.name, step) for sub, step in todo], list(verdicts), n)
+        owned = {pair for pair, s in owner.items() if s == k}
+        verdicts = {pair: v for pair, v in verdicts.items() if pair in owned}
+        todo = [(sub, step) for sub, step in todo if (sub.name, step) in owned]
+        print(f"shard {k}/{n}: {len(owned)} of the class's {len(owner)} (student, step) pairs",
+              file=sys.stderr, flush=True)
     print(f"grading {len(subs)} students x {len(steps)} steps ({len(todo)} checks to run, "
           f"{jobs} at a time; timeout {opts.timeout:g}s, memory {gib(opts.memory)}, "
           f"write fence: {'Landlock ABI ' + str(landlock) if landlock else 'audit hook only'})",
@@ -203,17 +217,29 @@ def grade(directory: Path, steps: list[int], points: dict[int, float], out: Path
                         "write_fence": f"landlock ABI {landlock}" if landlock else "audit hook"},
             "seconds": round(time.monotonic() - t0, 1), "ignored": ignored,
             "warnings": changed_while_grading(course_digest, subs)}
-    return build_results(subs, steps, points, verdicts, meta)
+    if shard is None:
+        return build_results(subs, steps, points, verdicts, meta), None
+    manifest = sharding.manifest(k, n, sharding.course_version(course), subs, steps, points, sorted(owned),
+                                 len(owner), dict(meta["options"], device=meta["device"]))
+    return build_results(subs, steps, points, verdicts, dict(meta, shard=f"{k}/{n}"), owned), manifest
 
 
 def cmd_grade(args) -> int:
-    directory = Path(args.dir)
+    folders = list(args.dir)
+    if folders[0] == "merge" and (len(folders) > 1 or not Path("merge").is_dir()):
+        return cmd_merge(args, [Path(f) for f in folders[1:]])
+    if len(folders) > 1:
+        print(f"grade: give one class folder (got {len(folders)}: {' '.join(folders)}); to merge shards: "
+              + course.command("grade", args=["merge", "OUT1", "OUT2", "...", "--out", "OUT"]), file=sys.stderr)
+        return 2
+    directory = Path(folders[0])
     if not directory.is_dir():
         print(f"grade: {directory} is not a folder (give the folder holding one folder or .zip per student)",
               file=sys.stderr)
         return 2
     steps = parse_steps(args.steps)
     points = parse_points(args.points, steps)
+    shard = sharding.parse_shard(args.shard) if args.shard else None
     opts = Options(timeout=args.timeout, memory=parse_size(args.memory), max_output=parse_size(args.max_output),
                    device=args.device, landlock=not args.no_sandbox,
                    extra_writable=tuple(os.path.abspath(p) for p in args.allow_write), keep=args.keep)
@@ -225,11 +251,15 @@ def cmd_grade(args) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, interrupted)
     try:
-        results = grade(directory.resolve(), steps, points, out, args.jobs or os.cpu_count() or 1, opts)
+        results, manifest = grade(directory.resolve(), steps, points, out, args.jobs or os.cpu_count() or 1, opts,
+                                  shard)
     except KeyboardInterrupt:
         print("\ngrading interrupted: the running checks were stopped; no reports written", file=sys.stderr)
         return 130
     paths = write_reports(out, results)
+    (out / sharding.MANIFEST).unlink(missing_ok=True)  # a stale manifest would make this look like a shard
+    if manifest is not None:
+        paths.append(sharding.write_manifest(out, manifest))
     print(table(results))
     text = details(results)
     if text:
@@ -238,15 +268,49 @@ def cmd_grade(args) -> int:
         print(f"WARNING: {w}")
     print(f"\n{len(results['students'])} students graded in {results['seconds']:g}s; reports: "
           + ", ".join(str(p) for p in paths) + f", logs in {out / 'logs'}")
+    if manifest is not None:
+        print(f"this is shard {manifest['shard']}/{manifest['of']} ({len(manifest['owned'])} of "
+              f"{manifest['pairs']} pairs); when all {manifest['of']} are done, merge them: "
+              + course.command("grade", args=["merge", "OUT1", "OUT2", "...", "--out", "OUT"]))
+    return 0
+
+
+def cmd_merge(args, folders: list[Path]) -> int:
+    """``grade merge OUT1 OUT2 ... --out OUT``: the shards' reports as one unsharded run's."""
+    given = [flag for flag, value in (("--steps", args.steps), ("--points", args.points), ("--shard", args.shard))
+             if value]
+    if given:
+        print(f"grade merge: {', '.join(given)} belong to grading; a merge takes the shard folders and --out",
+              file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    try:
+        results = sharding.merge(folders, out)
+    except sharding.MergeError as exc:
+        print(f"grade merge: {exc}", file=sys.stderr)
+        return 2
+    paths = write_reports(out, results)
+    (out / sharding.MANIFEST).unlink(missing_ok=True)
+    print(table(results))
+    for w in results["warnings"]:
+        print(f"WARNING: {w}")
+    print(f"\nmerged {len(folders)} shards: {len(results['students'])} students; reports: "
+          + ", ".join(str(p) for p in paths) + f", logs in {out / 'logs'}")
     return 0
 
 
 def register(sub) -> None:
     p = sub.add_parser("grade", help="grade a class: every step of every student, in isolation",
-                       description="Grades DIR: one folder (or .zip) per student holding steps/step_NN.py files.")
-    p.add_argument("dir", help="the folder holding one folder or .zip per student")
+                       usage="%(prog)s DIR [options] | %(prog)s merge OUT1 OUT2 ... --out OUT",
+                       description="Grades DIR: one folder (or .zip) per student holding steps/step_NN.py files. "
+                                   "With --shard K/N, only the K-th of N parts of the (student, step) pairs; "
+                                   "'merge OUT1 OUT2 ...' then merges the shards' output folders into --out.")
+    p.add_argument("dir", nargs="+", metavar="DIR",
+                   help="the folder holding one folder or .zip per student; or merge and the shards' folders")
     p.add_argument("--steps", help="steps to grade, e.g. 01,02,03 or 1-6 (default: all)")
     p.add_argument("--points", help="points per step, e.g. 07=2,12=3 (default: 1 each)")
+    p.add_argument("--shard", metavar="K/N",
+                   help="grade only the K-th (1-based) of N parts of the (student, step) pairs, for a merge")
     p.add_argument("--out", default="grades", help="where the reports go (default: grades/)")
     p.add_argument("--jobs", type=int, default=0, help="checks at a time (default: the number of CPU cores)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,

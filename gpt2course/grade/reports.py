@@ -20,19 +20,26 @@ def _num(x: float):
 
 
 def build_results(subs: list[Submission], steps: list[int], points: dict[int, float],
-                  verdicts: dict[tuple[str, int], Verdict], meta: dict) -> dict:
+                  verdicts: dict[tuple[str, int], Verdict], meta: dict, owned: set | None = None) -> dict:
+    """Per student and step: the verdict and its points; each student's total, the maximum and
+    each step's counts. ``owned`` (a shard's pairs) limits it to those pairs: a student with
+    none is left out, and totals and counts are the shard's own."""
     maximum = sum(points.values())
     students = {}
     for sub in subs:
         per = {}
         total = 0.0
         for n in steps:
+            if owned is not None and (sub.name, n) not in owned:
+                continue
             v = verdicts[(sub.name, n)]
             got = points[n] if v.status == "passed" else 0.0
             total += got
             per[f"{n:02d}"] = dict(v.as_dict(), points=_num(got), max_points=_num(points[n]))
-        students[sub.name] = {"source": sub.source, "total": _num(total), "max": _num(maximum), "steps": per}
-    counts = {f"{n:02d}": {s: sum(verdicts[(sub.name, n)].status == s for sub in subs) for s in STATUSES}
+        if per or owned is None:
+            students[sub.name] = {"source": sub.source, "total": _num(total), "max": _num(maximum), "steps": per}
+    counts = {f"{n:02d}": {s: sum(verdicts[(sub.name, n)].status == s for sub in subs
+                                  if owned is None or (sub.name, n) in owned) for s in STATUSES}
               for n in steps}
     return dict(meta, steps=[f"{n:02d}" for n in steps], points={f"{n:02d}": _num(p) for n, p in points.items()},
                 max=_num(maximum), students=students, per_step=counts)
@@ -61,7 +68,8 @@ def write_summary_csv(path: Path, results: dict) -> None:
         w = csv.writer(f)
         w.writerow(["student"] + [f"s{nn}" for nn in results["steps"]] + ["total", "max"])
         for name, s in results["students"].items():
-            w.writerow([name] + [s["steps"][nn]["status"] for nn in results["steps"]] + [s["total"], s["max"]])
+            w.writerow([name] + [s["steps"].get(nn, {}).get("status", "") for nn in results["steps"]]
+                       + [s["total"], s["max"]])
 
 
 def write_junit(path: Path, results: dict) -> None:
@@ -115,7 +123,7 @@ def table(results: dict) -> str:
     lines = ["student".ljust(width) + "  " + " ".join(f"{nn:>4}" for nn in steps) + "   total"]
     for name in names:
         s = results["students"][name]
-        marks = " ".join(f"{MARKS[s['steps'][nn]['status']]:>4}" for nn in steps)
+        marks = " ".join(f"{MARKS.get(s['steps'].get(nn, {}).get('status'), ''):>4}" for nn in steps)
         lines.append(f"{name.ljust(width)}  {marks}   {_num(s['total'])}/{_num(s['max'])}")
     passing = " ".join(f"{results['per_step'][nn]['passed']:>4}" for nn in steps)
     lines.append("passing".ljust(width) + "  " + passing + f"   of {len(names)}")
