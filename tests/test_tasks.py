@@ -63,8 +63,15 @@ def test_a_task_per_step():
 def test_same_pins():
     pins = {name: "==" + version for name, version in course.pins().items()}
     assert pins, "requirements.txt lists no pins"
-    pixi = {k.lower(): v for k, v in PIXI["pypi-dependencies"].items()}
+    pixi = {k.lower(): v["version"] if isinstance(v, dict) else v for k, v in PIXI["pypi-dependencies"].items()}
     assert pins == pixi
+    extras = {k.lower(): sorted(v.get("extras", [])) for k, v in PIXI["pypi-dependencies"].items()
+              if isinstance(v, dict)}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9_.-]+)\[([^\]]*)\]==", line)
+        if m:
+            assert extras.get(m.group(1).lower()) == sorted(e.strip() for e in m.group(2).split(",")), \
+                f"{m.group(1)}: requirements.txt and pixi.toml ask for different extras"
 
 
 def test_readme_commands_exist():
@@ -102,7 +109,8 @@ def test_command_spelling():
 
 def test_no_command_is_spelled_by_hand():
     """Every make/pixi command the package prints comes from course.command (one spelling)."""
-    pattern = re.compile(r"\bmake [a-z0-9]|pixi run [a-z0-9]")
+    tasks = "|".join(re.escape(t) for t in sorted(course.TASKS, key=len, reverse=True))
+    pattern = re.compile(rf"\bmake (s\d\d|{tasks}|sNN)\b|\bpixi run [a-z0-9]")
     offenders = []
     for path in sorted((ROOT / "gpt2course").rglob("*.py")):
         if path.name == "course.py":

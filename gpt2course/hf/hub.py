@@ -189,15 +189,11 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     from huggingface_hub.errors import OfflineModeIsEnabled
 
     errors: list[type[BaseException]] = [OfflineModeIsEnabled, ConnectionError, TimeoutError]
-    try:
-        import httpx2
-
-        errors.append(httpx2.TransportError)
-    except ImportError:  # a huggingface_hub built on httpx
+    # huggingface_hub 2.x is built on httpx2, 1.x on httpx; either may also be installed
+    # for something else, so both are caught when present.
+    for name in ("httpx2", "httpx"):
         try:
-            import httpx
-
-            errors.append(httpx.TransportError)
+            errors.append(__import__(name).TransportError)
         except ImportError:
             pass
     return tuple(errors)
