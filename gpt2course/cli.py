@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "gpt2course.learn.doctor",    # doctor
     "gpt2course.grade.command",   # grade
     "gpt2course.run.command",     # gpt2
+    "gpt2course.serve.command",   # serve
 ]
 
 
