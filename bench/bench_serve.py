@@ -5,12 +5,13 @@ beside `make gpt2`'s single stream (the run path, in this process, on the same w
     python bench/bench_serve.py --weights seeded-small       # the tests' tiny model (fast start)
     python bench/bench_serve.py --url http://127.0.0.1:8000/v1 --name gpt2   # a running server
 
-It starts the course's serve command on 127.0.0.1 and a free port (unless --url is given), waits
-until it answers, sends one warm-up request, then for each stream count N sends N streaming
-completions at once (fixed prompts, temperature 0, --max-tokens new tokens each, EOS ignored so
-every stream makes exactly that many), and prints per N: the wall time from the first request
-to the last token, total tokens/s (all streams' tokens / wall), tokens/s per stream, and the
-median time to first token. It then stops the server and runs `make gpt2`'s engine
+It starts the course's serve command on 127.0.0.1 and a free port (unless --url is given),
+waits until it answers, sends one warm-up round (the largest stream count, 8 tokens each),
+then for each stream count N sends N streaming completions at once (fixed prompts,
+temperature 0, --max-tokens new tokens each, EOS ignored so every stream makes exactly that
+many), and prints per N: the wall time from the first request to the last token, total
+tokens/s (all streams' tokens / wall), tokens/s per stream, and the median time to first
+token. It then stops the server and runs `make gpt2`'s engine
 (gpt2course.run.engine.CachedEngine + run.generate.generate, greedy, the same prompt and
 token count) in this process, one stream, and prints its tokens/s the same way (prefill
 included) and its decode-only figure. Nothing runs at the same time as anything else: on a
@@ -93,14 +94,16 @@ def stop_server(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def one_stream(client, name: str, prompt: str, max_tokens: int) -> tuple[int, float, float]:
+# ANCHOR: client
+def one_stream(client, name: str, prompt: str, max_tokens: int,
+               ignore_eos: bool = True) -> tuple[int, float, float]:
     """(tokens, seconds to the first token, seconds to the last) of one streamed completion."""
     t0 = time.perf_counter()
     first, tokens, usage = None, 0, None
     stream = client.completions.create(model=name, prompt=prompt, max_tokens=max_tokens,
                                        temperature=0, stream=True,
                                        stream_options={"include_usage": True},
-                                       extra_body={"ignore_eos": True})
+                                       extra_body={"ignore_eos": True} if ignore_eos else None)
     for ev in stream:
         if ev.usage is not None:
             usage = ev.usage.completion_tokens
@@ -109,13 +112,14 @@ def one_stream(client, name: str, prompt: str, max_tokens: int) -> tuple[int, fl
             if first is None:
                 first = time.perf_counter() - t0
     return (usage if usage is not None else tokens), first or float("nan"), time.perf_counter() - t0
+# ANCHOR_END: client
 
 
-def measure(client, name: str, streams: int, max_tokens: int) -> dict:
+def measure(client, name: str, streams: int, max_tokens: int, ignore_eos: bool = True) -> dict:
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(streams)]
     t0 = time.perf_counter()
     with ThreadPoolExecutor(streams) as pool:
-        results = list(pool.map(lambda p: one_stream(client, name, p, max_tokens), prompts))
+        results = list(pool.map(lambda p: one_stream(client, name, p, max_tokens, ignore_eos), prompts))
     wall = time.perf_counter() - t0
     tokens = sum(r[0] for r in results)
     return dict(streams=streams, tokens=tokens, wall_s=wall, tok_s=tokens / wall,
@@ -150,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="gpt2", help="the served model's name (default gpt2)")
     ap.add_argument("--start-timeout", type=float, default=3600.0)
     ap.add_argument("--no-engine", action="store_true", help="skip the in-process single stream")
+    ap.add_argument("--no-ignore-eos", action="store_true",
+                    help="do not send MAX's ignore_eos field (servers that refuse unknown fields, "
+                    "e.g. transformers serve); streams may then end early at end of text")
     args = ap.parse_args(argv)
     counts = [int(x) for x in args.streams.split(",")]
 
@@ -170,9 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         client = OpenAI(base_url=url, api_key="none", max_retries=0, timeout=1800)
-        one_stream(client, args.name, PROMPTS[0], 8)  # warm-up
+        # warm-up at the largest stream count: MAX's first batch of a new size can stall
+        measure(client, args.name, max(counts), 8, not args.no_ignore_eos)
         for n in counts:
-            r = measure(client, args.name, n, args.max_tokens)
+            r = measure(client, args.name, n, args.max_tokens, not args.no_ignore_eos)
             rows.append(r)
             print(f"serve, {n} stream(s): {r['tokens']} tokens in {r['wall_s']:.2f}s = "
                   f"{r['tok_s']:.1f} tokens/s total, {r['tok_s_per_stream']:.1f} per stream, "
