@@ -100,6 +100,18 @@ def test_serve_steps_is_gated_like_gpt2_steps():
     assert "starting MAX's server" not in out.stderr
 
 
+@needs_serve
+def test_serve_refuses_a_port_in_use():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        out = subprocess.run([sys.executable, "-m", "gpt2course", "serve", "--weights",
+                              "seeded-small", "--port", str(taken.getsockname()[1])],
+                             cwd=course.ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 2, out.stderr
+    assert "is in use" in out.stderr and "starting MAX's server" not in out.stderr
+
+
 # --------------------------------------------------------------------------- the server
 
 def free_port() -> int:

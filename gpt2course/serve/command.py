@@ -19,6 +19,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ from gpt2course import course
 from gpt2course.check.command import add_target_device
 from gpt2course.errors import CheckFailure
 from gpt2course.hf import checkpoints
-from gpt2course.hf.weights import CheckpointError, load_config
+from gpt2course.hf.weights import CheckpointError, load_hf_state
 from gpt2course.serve.folder import MODELS, servable_folder
 
 DEFAULT_PORT = 8000
@@ -147,6 +148,17 @@ def stop_group(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> bool:
     return not group_alive(pgid)
 
 
+def port_taken(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        # as the server will (uvicorn): a port kept only by closed connections is free
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 class _Stop(Exception):
     pass
 
@@ -162,11 +174,15 @@ def cmd_serve(args) -> int:
         return 2
     try:
         w = checkpoints.resolve_weights(args.weights)
-        config = load_config(w.path)
+        config, _ = load_hf_state(w.path)  # every tensor named and shaped, before MAX reads it
     except (FileNotFoundError, ValueError, CheckpointError) as exc:
         _err(f"error: {exc}")
         return 2
     _err(("weights: " if w.pretrained else "note: ") + w.description)
+    if port_taken(args.host, args.port):
+        _err(f"error: port {args.port} on {args.host} is in use (another server?): choose "
+             "another with --port")
+        return 2
     device = args.device or course.DEFAULT_DEVICE
     if args.model == "steps":
         from gpt2course.run.gate import gate_learner_steps
