@@ -24,7 +24,7 @@ DEVICE_ARG = $(if $(DEVICE),--device $(DEVICE))
 DOCTOR_PY = $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 STEPS := 01 02 03 04 05 06 07 08 09 10 11 12 13
 
-.PHONY: help setup install warm test check-all gpt2 download-gpt2 bench book book-build grade progress watch hint reset doctor $(addprefix s,$(STEPS))
+.PHONY: help setup install warm test check-all gpt2 serve download-gpt2 bench book book-build grade progress watch hint reset doctor $(addprefix s,$(STEPS))
 
 help:
 	@echo "make setup        create $(VENV), install pinned packages, warm MAX's caches"
@@ -33,6 +33,7 @@ help:
 	@echo "make hint STEP=NN the next hint         make watch STEP=NN   re-check on save"
 	@echo "make reset STEP=NN restore a skeleton (your file is backed up first)"
 	@echo "make gpt2         run the model         make bench      speed vs Hugging Face"
+	@echo "make serve        serve it over HTTP (OpenAI API; ARGS='--port 8001 --weights seeded-small')"
 	@echo "make download-gpt2  fetch GPT-2 into the Hugging Face cache (once; then offline)"
 	@echo "make test         the test suite        make book       build and serve the book"
 	@echo "make grade DIR=submissions   grade a class"
@@ -69,6 +70,9 @@ test: $(INSTALLED)
 
 gpt2: $(INSTALLED)
 	@$(PY) -m gpt2course gpt2 $(DEVICE_ARG) $(ARGS)
+
+serve: $(INSTALLED)
+	@$(PY) -m gpt2course serve $(DEVICE_ARG) $(ARGS)
 
 download-gpt2: $(INSTALLED)
 	@$(PY) -m gpt2course download-gpt2 $(ARGS)

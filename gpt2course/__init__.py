@@ -10,5 +10,7 @@
     learn/        the learner's loop: progress, hint, reset, watch, doctor (standard library only)
     grade/        grading a class: submissions, workspaces, the sandbox, verdicts, reports
     run/          the finished model: the gpt2 command, the engine and its decode graph, generation
+    serve/        the model behind `max serve`: the serve command, the servable folder, and arch/,
+                  the custom architecture MAX loads (registration, weight adapter, pipeline model)
     cli.py        `python -m gpt2course COMMAND`: lists the commands of the subpackages
 """

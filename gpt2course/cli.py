@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "gpt2course.grade.command",   # grade
     "gpt2course.run.command",     # gpt2
     "gpt2course.hf.hub",          # download-gpt2
+    "gpt2course.serve.command",   # serve
 ]
 
 
