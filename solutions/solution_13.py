@@ -210,10 +210,16 @@ def generate_with_cache(
     #>>> TODO 7
     logits, cache = model(ids, None)
     #<<< TODO 7
+    # As in step 12: a row that has produced eos_token_id is finished and gets only
+    # eos_token_id from then on; the loop stops once every row is finished.
+    finished = np.zeros(ids.shape[0], dtype=bool)
     for i in range(max_new_tokens):
         next_token = sample_next_token(logits[:, -1, :], rng=rng, **sampling)
+        if eos_token_id is not None:
+            next_token = np.where(finished, eos_token_id, next_token)
+            finished |= next_token == eos_token_id
         ids = np.concatenate([ids, next_token[:, None]], axis=1)
-        if i == max_new_tokens - 1 or (eos_token_id is not None and np.all(next_token == eos_token_id)):
+        if i == max_new_tokens - 1 or finished.all():
             break
         # TODO 8: Rebind `logits` and `cache`: decode, running only the token just
         # chosen, as [batch, 1], with the cache; everything before it is cached.

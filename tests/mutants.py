@@ -104,10 +104,13 @@ MUTANTS: dict[int, list[tuple[str, str, str, str]]] = {
 }
 
 # Step 13's mistakes live beside its check (tests/mutants_13.py). The honesty suite runs
-# the two caught by the cheap helper checks and one caught only by the compiled model, so
-# CI proves both kinds of sub-check can fail without compiling the 124M model six times.
-from mutants_13 import MUTANTS as _STEP_13  # noqa: E402
+# the two caught by the cheap helper checks, one caught only by the compiled model and one in
+# the end-of-text loop (caught by a NumPy stand-in, after the model sub-checks, which load the
+# solution's graph from MAX's cache), so CI proves both kinds of sub-check can fail without
+# compiling the 124M model seven times.
+from mutants_13 import MUTANTS as _STEP_13, SAYS as _SAYS_13  # noqa: E402
 
 _CHOSEN_13 = {"new_positions ignores past_length", "mask: query positions not offset",
-              "decode reuses the prefill's cache"}
-MUTANTS[13] = [(name, old, new, "") for name, old, new in _STEP_13 if name in _CHOSEN_13]
+              "decode reuses the prefill's cache", "ignores end-of-text"}
+MUTANTS[13] = [(name, old, new, _SAYS_13.get(name, "")) for name, old, new in _STEP_13
+               if name in _CHOSEN_13]

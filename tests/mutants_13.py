@@ -1,7 +1,8 @@
 """Plausible mistakes in step 13, as text replacements on solutions/solution_13.py.
 
 Each (name, old, new): replacing ``old`` (which occurs once in the solution)
-by ``new`` gives a step_13.py that the check must fail. Used by the honesty
+by ``new`` gives a step_13.py that the check must fail; SAYS holds what the
+failure must say, for those whose message names the mistake. Used by the honesty
 tests; to try one by hand, write the mutated file as step_13.py in a folder and
 run ``python -m gpt2course check 13 --target THAT_FOLDER``.
 """
@@ -35,4 +36,32 @@ MUTANTS = [
     ("decode reuses the prefill's cache",
      "        logits, cache = model(next_token[:, None], cache)",
      "        logits, _ = model(next_token[:, None], cache)"),
+    # The loop (given, as step 12's TODO 7): end-of-text ignored altogether.
+    ("ignores end-of-text",
+     "        if eos_token_id is not None:\n",
+     "        if False:\n"),
+    # A finished row keeps generating instead of emitting EOS.
+    ("emits past end-of-text",
+     "            next_token = np.where(finished, eos_token_id, next_token)\n",
+     ""),
+    # The loop stops when the first row finishes.
+    ("stops at the first row's end-of-text",
+     "if i == max_new_tokens - 1 or finished.all():",
+     "if i == max_new_tokens - 1 or finished.any():"),
+    # The loop before step 12's fix: no finished rows, stop only if all rows emit EOS at once.
+    ("stops only when every row emits EOS at the same step",
+     "        if eos_token_id is not None:\n"
+     "            next_token = np.where(finished, eos_token_id, next_token)\n"
+     "            finished |= next_token == eos_token_id\n"
+     "        ids = np.concatenate([ids, next_token[:, None]], axis=1)\n"
+     "        if i == max_new_tokens - 1 or finished.all():",
+     "        ids = np.concatenate([ids, next_token[:, None]], axis=1)\n"
+     "        if i == max_new_tokens - 1 or (eos_token_id is not None and np.all(next_token == eos_token_id)):"),
 ]
+
+SAYS = {
+    "ignores end-of-text": "ignores eos_token_id",
+    "emits past end-of-text": "after its end-of-text",
+    "stops at the first row's end-of-text": "ONE row",
+    "stops only when every row emits EOS at the same step": "at the SAME step",
+}

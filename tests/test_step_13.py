@@ -3,8 +3,9 @@
 The cached model (MaxGPT2LMHeadModelWithCache) must give, at every position,
 the logits Hugging Face's GPT-2 gives without a cache: for the prompt
 (prefill), for each token decoded one at a time, and for several new tokens at
-once after a cache. Then generate_with_cache must produce, greedily, exactly
-Hugging Face's generate(do_sample=False) tokens. All on the 124M-shaped seeded
+once after a cache. Then generate_with_cache must call the model as a cache needs, stop at
+end-of-text as step 12's loop does (NumPy stand-in models, no compile), and produce, greedily,
+exactly Hugging Face's generate(do_sample=False) tokens. All on the 124M-shaped seeded
 checkpoint: the cached model is compiled once (about as long as step 11's
 model; cached afterwards).
 """
@@ -250,6 +251,80 @@ def test_generate_calls(step):
     expect_equal("generate_with_cache with a model that counts up", got,
                  np.array([[1, 2, 3, 4, 5, 6, 7], [4, 5, 6, 7, 8, 9, 10]]),
                  "append each chosen token to the ids and return the prompt with the new tokens")
+
+
+EOS = 50256  # GPT-2's <|endoftext|>
+
+
+class EosModel:
+    """A greedy NumPy stand-in for the cached model: the row whose first prompt id is f emits
+    100, 101, ... and EOS as new token stops[f]. The rows' first ids and how many new tokens
+    were fed travel in the cache, as a real cache carries what the model has seen."""
+
+    VOCAB = 50257
+
+    def __init__(self, stops: dict[int, int]):
+        self.stops = stops
+
+    def __call__(self, ids, cache):
+        ids = np.asarray(ids)
+        first, fed = (ids[:, 0].copy(), 0) if cache is None else (cache[0], cache[1] + ids.shape[1])
+        logits = np.zeros((ids.shape[0], ids.shape[1], self.VOCAB), dtype=np.float32)
+        for r in range(ids.shape[0]):
+            logits[r, -1, EOS if fed == self.stops[int(first[r])] else 100 + fed] = 10.0
+        return logits, (first, fed)
+
+
+def expected_eos(stops, prompt, max_new):
+    """Hugging Face's semantics: a finished row continues with EOS; stop when all rows are finished."""
+    width = min(max_new, max(stops[int(p[0])] for p in prompt) + 1)
+    return np.array([list(p) + [100 + n if n < stops[int(p[0])] else EOS for n in range(width)]
+                     for p in prompt], dtype=np.int64)
+
+
+def test_generate_eos(step):
+    """generate_with_cache stops at end-of-text (50256) as step 12 does: a finished row gets only EOS, the loop ends when all are"""
+    generate = step.get("generate_with_cache")
+    cases = [("one row, EOS as the 3rd new token", {7: 2}, [[7, 8]], 10),
+             ("three rows ending at new tokens 2, 4 and 6", {7: 1, 8: 3, 9: 5}, [[7, 1], [8, 1], [9, 1]], 10),
+             ("max_new_tokens reached before EOS", {7: 8}, [[7, 1]], 4)]
+    hint = ("as step 12's loop: keep a `finished` mask; a row that produced eos_token_id gets only "
+            "eos_token_id from then on (np.where); stop once every row is finished")
+    for label, stops, prompt, max_new in cases:
+        prompt = np.array(prompt, dtype=np.int64)
+        with step.errors(f"generate_with_cache(model, ids, {max_new}, eos_token_id={EOS}, greedy=True)"):
+            got = np.asarray(generate(EosModel(stops), prompt, max_new, eos_token_id=EOS, greedy=True))
+        want = expected_eos(stops, prompt, max_new)
+        if np.array_equal(got, want):
+            continue
+        n_got, n_want = got.shape[-1] - prompt.shape[1], want.shape[1] - prompt.shape[1]
+        new = got[:, prompt.shape[1]:] if got.ndim == 2 else np.zeros((0, 0))
+        after_eos = [r for r in range(len(new)) if EOS in new[r].tolist()
+                     and np.any(new[r, new[r].tolist().index(EOS):] != EOS)]
+        if got.ndim == 2 and n_got == max_new and n_want < max_new and len(prompt) > 1 and after_eos:
+            why = (f"rows {after_eos} kept generating after their end-of-text and the loop ran all "
+                   f"{max_new} steps: it stops only if every row produces EOS at the SAME step. A row "
+                   "that produced EOS is finished for good")
+        elif got.ndim == 2 and n_got == max_new and n_want < max_new:
+            why = "the loop ignores eos_token_id: it must stop once every row has produced it"
+        elif got.ndim == 2 and 0 < n_got < n_want and np.any(new[:, -1] == EOS):
+            why = ("the loop stops as soon as ONE row produced EOS: the other rows had not finished "
+                   "(stop when every row has produced it)")
+        elif got.ndim == 2 and n_got == n_want - 1:
+            why = "the EOS token itself is not in the output: append it, then stop"
+        elif got.ndim == 2 and after_eos:
+            r = after_eos[0]
+            at = new[r].tolist().index(EOS)
+            why = (f"row {r} has token {int(new[r, at:][new[r, at:] != EOS][0])} after its end-of-text "
+                   f"(new token {at}): a finished row must emit only eos_token_id")
+        else:
+            why = f"{n_got} new tokens, expected {n_want}"
+        raise CheckFailure(f"generate_with_cache, {label}: {why}\n  expected {want.tolist()}\n"
+                           f"  got      {got.tolist()}", hint)
+    with step.errors("generate_with_cache(model, ids, 5, eos_token_id=None, greedy=True)"):
+        got = np.asarray(generate(EosModel({7: 1}), np.array([[7, 1]]), 5, greedy=True))
+    expect_equal("generate_with_cache without eos_token_id: ids shape", list(got.shape), [1, 7],
+                 "with eos_token_id=None never stop early: always max_new_tokens new tokens")
 
 
 def test_generate_greedy(step):

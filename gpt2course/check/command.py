@@ -26,7 +26,7 @@ from gpt2course.check import verdicts
 from gpt2course.state import load_json
 
 # What a check prints while MAX compiles (so a first, slow compile does not look like a hang).
-PROGRESS_PREFIXES = ("compiling ", "compiled in")
+PROGRESS_PREFIXES = ("compiling ", "compiled in", "nothing to compile")
 
 
 def check_command(step: int, target: str = course.DEFAULT_TARGET, device: str | None = None,

@@ -7,9 +7,13 @@ arrays, whatever dtype or device the module used.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -101,6 +105,53 @@ def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
+# An eager run still going after this many seconds may be compiling kernels (see ``eager``).
+SLOW_EAGER_S = 3.0
+
+
+def max_cache_dir() -> Path:
+    """Where MAX keeps compiled kernels and graphs: MODULAR_CACHE_DIR, else
+    $XDG_CACHE_HOME/modular, else ~/.cache/modular (bench/README.md: found by experiment)."""
+    if os.environ.get("MODULAR_CACHE_DIR"):
+        return Path(os.environ["MODULAR_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modular"
+
+
+def _cache_files() -> int:
+    return sum(len(files) for _, _, files in os.walk(max_cache_dir()))
+
+
+@contextlib.contextmanager
+def eager(what: str):
+    """Around an eager run. MAX compiles an op family's kernels, silently, the first time a
+    machine runs it (15-60 s each on a laptop CPU; ~0.2 s a call afterwards). If the run is
+    still going after SLOW_EAGER_S, say what may be compiling and that it happens once; at
+    the end say whether it did (MAX's cache gained files) and how long it took, so a first
+    compile does not look like a hang and a busy CPU is not called a compile. (Chosen over
+    warming more op families in `warm`: a learner's own ops are not known in advance.)"""
+    t0, before = time.time(), _cache_files()
+    announced = threading.Event()
+
+    def announce():
+        announced.set()
+        say(f"  compiling MAX kernels for {what}, if its ops are new here (an op's first run on a "
+            "machine compiles it: 15-60 s per op family on a laptop CPU, once; then MAX's cache "
+            "keeps it) ...")
+    timer = threading.Timer(SLOW_EAGER_S, announce)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        if announced.is_set():
+            seconds, new = time.time() - t0, _cache_files() - before
+            say(f"  compiled in {seconds:.1f}s: {what}'s new ops, once (they now run in well under "
+                "a second)" if new > 0 else
+                f"  nothing to compile: {what} ran in {seconds:.1f}s (its ops were in MAX's cache; "
+                "the CPU is busy)")
+
+
 def run_compiled(module, weights: Mapping[str, np.ndarray], inputs: Sequence[np.ndarray], *,
                  dev, what: str = "module") -> list[np.ndarray]:
     """Compiles ``module.forward`` for the inputs' exact shapes and runs it once on ``dev``."""
@@ -128,13 +179,14 @@ def run_eager(module, weights: Mapping[str, np.ndarray], inputs: Sequence[np.nda
     on its own)."""
     from max.experimental.tensor import Tensor
 
-    module.load_state_dict({k: Tensor.from_dlpack(np.ascontiguousarray(v)).to(dev)
-                            for k, v in weights.items()}, strict=True)
-    module.to(dev)
-    outs = module(*[Tensor.from_dlpack(np.ascontiguousarray(x)).to(dev) for x in inputs])
-    if not isinstance(outs, (tuple, list)):
-        outs = [outs]
-    return [to_host(o, what) for o in outs]
+    with eager(what):
+        module.load_state_dict({k: Tensor.from_dlpack(np.ascontiguousarray(v)).to(dev)
+                                for k, v in weights.items()}, strict=True)
+        module.to(dev)
+        outs = module(*[Tensor.from_dlpack(np.ascontiguousarray(x)).to(dev) for x in inputs])
+        if not isinstance(outs, (tuple, list)):
+            outs = [outs]
+        return [to_host(o, what) for o in outs]
 
 
 def run(module, weights, inputs, *, mode: str, dev, what: str = "module") -> list[np.ndarray]:

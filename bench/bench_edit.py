@@ -1,0 +1,146 @@
+"""Edit-to-verdict: how long a learner waits for `check NN` after saving a step file.
+
+For each step (default 03, 04, 07, 08) it times the real learner command,
+`python -m gpt2course check NN --target FOLDER`, on
+  (a) the solution, and
+  (b) each correct alternative of tests/alternatives.py (the same answer written with other
+      operations, e.g. LayerNorm from F.mean and F.rsqrt): what a learner's own, correct code
+      costs the first time MAX meets its op families, and again once they are cached.
+Each case runs --repeat times (default 2: the first run and the same file again).
+
+Per run it reports the seconds, the verdict, the compiles the check announced (its
+"compiling ..." / "compiled in Ns" lines: graphs, and eager runs that took over 3 s and grew
+MAX's cache) and how many files MAX's cache gained: a grown cache is what says MAX compiled
+(a cached graph still prints "compiled in", in seconds).
+
+    python bench/bench_edit.py                           # MAX's own cache (as a learner has it)
+    python bench/bench_edit.py --fresh-cache /tmp/mc     # an empty cache: first-time costs
+    python bench/bench_edit.py --steps 3 4 --repeat 1
+
+--fresh-cache DIR points MAX's caches at DIR (XDG_CACHE_HOME=DIR, so MAX uses DIR/modular;
+bench/README.md says how that was found) for every check this run starts; DIR is emptied first.
+No test runs this; its figures depend on the machine and on what else runs on it (the load
+average is printed with every run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from alternatives import ALTERNATIVES  # noqa: E402
+
+from gpt2course import course  # noqa: E402
+
+COMPILED = re.compile(r"compiled in ([\d.]+)s")
+
+
+def modular_cache(env: dict) -> Path:
+    """Where MAX keeps its compiled kernels and graphs for a process with this environment."""
+    if env.get("MODULAR_CACHE_DIR"):  # MAX puts .mojo_cache, .mogg_cache, .max_cache right here
+        return Path(env["MODULAR_CACHE_DIR"])
+    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modular"
+
+
+def count_files(folder: Path) -> int:
+    return sum(len(files) for _, _, files in os.walk(folder)) if folder.exists() else 0
+
+
+def load() -> str:
+    return "load %.1f %.1f %.1f" % os.getloadavg()
+
+
+def check(step: int, target: Path, env: dict, device: str | None) -> dict:
+    cmd = [sys.executable, "-m", "gpt2course", "check", str(step), "--target", str(target)]
+    if device:
+        cmd += ["--device", device]
+    cache = modular_cache(env)
+    before = count_files(cache)
+    t0 = time.time()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.time() - t0
+    out = proc.stdout + proc.stderr
+    compiles = [float(s) for s in COMPILED.findall(out)]
+    return {"seconds": seconds, "verdict": {0: "passed", 1: "failed"}.get(proc.returncode, f"error {proc.returncode}"),
+            "compile_lines": len(compiles), "compile_s": sum(compiles),
+            "new_cache_files": count_files(cache) - before, "tail": out[-1500:]}
+
+
+def cases(step: int, tmp: Path):
+    """(name, target folder) for the solution and each alternative of ``step``."""
+    source = course.solution_file(step).read_text()
+    folder = tmp / f"s{step:02d}-solution"  # the solution as a learner's file: step_NN.py
+    folder.mkdir()
+    (folder / f"step_{step:02d}.py").write_text(source)
+    yield "solution", folder
+    for i, (name, old, new) in enumerate(ALTERNATIVES.get(step, [])):
+        if source.count(old) != 1:
+            raise SystemExit(f"step {step:02d}, alternative {name!r}: its text is not once in the solution")
+        folder = tmp / f"s{step:02d}-alt{i}"
+        folder.mkdir()
+        (folder / f"step_{step:02d}.py").write_text(source.replace(old, new))
+        yield f"alternative: {name}", folder
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, nargs="+", default=[3, 4, 7, 8])
+    ap.add_argument("--repeat", type=int, default=2, help="runs of each case (default 2)")
+    ap.add_argument("--fresh-cache", metavar="DIR", help="empty DIR and use it as MAX's cache")
+    ap.add_argument("--device", default=None, choices=course.DEVICES)
+    args = ap.parse_args(argv)
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if args.fresh_cache:
+        shutil.rmtree(args.fresh_cache, ignore_errors=True)
+        Path(args.fresh_cache).mkdir(parents=True)
+        env["XDG_CACHE_HOME"] = str(Path(args.fresh_cache).resolve())
+        env.pop("MODULAR_CACHE_DIR", None)
+    print(f"MAX cache: {modular_cache(env)} ({count_files(modular_cache(env))} files); "
+          f"{os.cpu_count()} CPUs; {load()}", flush=True)
+
+    rows = []  # (step, case, run, result)
+    with tempfile.TemporaryDirectory(prefix="bench-edit-") as tmp:
+        for step in args.steps:
+            for name, target in cases(step, Path(tmp)):
+                for run in range(1, args.repeat + 1):
+                    r = check(step, target, env, args.device)
+                    rows.append((step, name, run, r))
+                    compiled = "yes" if r["new_cache_files"] else "no"
+                    print(f"s{step:02d} {name} [run {run}]: {r['seconds']:.1f}s {r['verdict']}; "
+                          f"MAX compiled: {compiled} ({r['compile_lines']} 'compiled in' lines, "
+                          f"{r['compile_s']:.1f}s; +{r['new_cache_files']} cache files); {load()}",
+                          flush=True)
+                    if r["verdict"] != "passed":
+                        print(r["tail"], flush=True)
+
+    print("\nedit-to-verdict, seconds (first run / run again)")
+    print("| step | case | first run | again | MAX compiled on the first run |")
+    print("|---|---|---:|---:|---|")
+    for step in args.steps:
+        for name in dict.fromkeys(n for s, n, _, _ in rows if s == step):
+            runs = [r for s, n, _, r in rows if s == step and n == name]
+            first = runs[0]
+            what = []
+            if first["compile_lines"]:
+                what.append(f"'compiled in' {first['compile_s']:.0f}s")
+            if first["new_cache_files"]:
+                what.append(f"+{first['new_cache_files']} cache files")
+            again = f"{runs[1]['seconds']:.1f}" if len(runs) > 1 else "-"
+            print(f"| {step:02d} | {name} | {first['seconds']:.1f} | {again} | {', '.join(what) or 'no'} |")
+    print(f"\n{load()}")
+    return 0 if all(r["verdict"] == "passed" for *_, r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Correct answers written differently from the solution, one list per step: (name, text in the
+solution, replacement). tests/test_honesty.py applies each to the solution (the text must occur
+exactly once) and proves the step's check still passes: a check must judge what a learner's code
+computes, not whether it uses the solution's operations.
+
+Each replacement stays inside one TODO's fence, so the file is still a finished step. Several use
+an op family the solution does not (F.where, F.tanh, F.rsqrt, ...): the first run of one on a
+machine pays MAX's first compile of it (bench/bench_edit.py measures what that costs).
+"""
+
+ALTERNATIVES: dict[int, list[tuple[str, str, str]]] = {
+    2: [
+        # TODO 2 from positions: query i sits at num_tokens + i and sees key columns j <= that.
+        ("mask from arange comparisons and F.where",
+         "    return F.band_part(mask, num_lower=None, num_upper=num_tokens, exclude=True)\n",
+         "    rows = Tensor.arange(sequence_length, dtype=DType.int64, device=device)\n"
+         "    cols = Tensor.arange(total, dtype=DType.int64, device=device)\n"
+         "    allowed = cols.reshape([1, total]) <= rows.reshape([sequence_length, 1]) + num_tokens\n"
+         "    return F.where(allowed, 0.0, mask)\n"),
+        # TODO 2 in NumPy, handed to MAX with from_dlpack.
+        ("mask built in NumPy, then Tensor.from_dlpack",
+         "    return F.band_part(mask, num_lower=None, num_upper=num_tokens, exclude=True)\n",
+         "    import numpy as np\n"
+         "    blocked = np.triu(np.ones((sequence_length, total), dtype=bool), k=num_tokens + 1)\n"
+         "    values = np.where(blocked, -np.inf, 0.0).astype(np.float32)\n"
+         "    return Tensor.from_dlpack(values).to(device).cast(dtype)\n"),
+    ],
+    3: [
+        ("mean and explicit variance, F.sqrt",
+         "        return F.layer_norm(x, gamma=self.weight, beta=self.bias, epsilon=self.eps)\n",
+         "        mean = F.mean(x, axis=-1)\n"
+         "        centered = x - mean\n"
+         "        variance = F.mean(centered * centered, axis=-1)\n"
+         "        return centered / F.sqrt(variance + self.eps) * self.weight + self.bias\n"),
+        ("mean and variance, F.rsqrt",
+         "        return F.layer_norm(x, gamma=self.weight, beta=self.bias, epsilon=self.eps)\n",
+         "        centered = x - F.mean(x, axis=-1)\n"
+         "        inv_std = F.rsqrt(F.mean(centered ** 2, axis=-1) + self.eps)\n"
+         "        return centered * inv_std * self.weight + self.bias\n"),
+    ],
+    4: [
+        ("GELU's tanh formula written out with F.tanh",
+         '        hidden_states = F.gelu(hidden_states, approximate="tanh")\n',
+         "        x = hidden_states\n"
+         "        inner = 0.7978845608028654 * (x + 0.044715 * x * x * x)  # sqrt(2 / pi)\n"
+         "        hidden_states = 0.5 * x * (1.0 + F.tanh(inner))\n"),
+        ("GELU's tanh form as x * sigmoid(2z)",
+         '        hidden_states = F.gelu(hidden_states, approximate="tanh")\n',
+         "        x = hidden_states\n"
+         "        hidden_states = x * F.sigmoid(1.5957691216057308 * (x + 0.044715 * x ** 3))\n"),
+    ],
+    6: [
+        ("positions from NumPy's arange",
+         "        positions = Tensor.arange(seq, dtype=DType.int64, device=input_ids.device)\n",
+         "        import numpy as np\n"
+         "        positions = Tensor.from_dlpack(np.arange(int(seq), dtype=np.int64)).to(input_ids.device)\n"),
+        ("positions as arange(0, seq, 1) with out_dim",
+         "        positions = Tensor.arange(seq, dtype=DType.int64, device=input_ids.device)\n",
+         "        positions = Tensor.arange(0, seq, 1, out_dim=seq, dtype=DType.int64, device=input_ids.device)\n"),
+    ],
+    7: [
+        ("scale applied to q before q @ k^T",
+         "        scores = query @ key.transpose(-1, -2) / math.sqrt(self.head_dim)\n",
+         "        scores = (query * (1.0 / math.sqrt(self.head_dim))) @ key.transpose(-1, -2)\n"),
+        ("softmax written as exp / sum",
+         "        weights = F.softmax(scores, axis=-1)\n",
+         "        exp = F.exp(scores - F.max(scores, axis=-1))\n"
+         "        weights = exp / F.sum(exp, axis=-1)\n"),
+    ],
+    8: [
+        ("sum written inline, sublayer output first",
+         "        return apply_residual_connection(x, self.sublayer(self.ln(x)))\n",
+         "        normalized = self.ln(x)\n"
+         "        return self.sublayer(normalized) + x\n"),
+        ("F.add",
+         "    return input_tensor + sublayer_output\n",
+         "    from max.experimental import functional as F\n"
+         "    return F.add(sublayer_output, input_tensor)\n"),
+    ],
+    12: [
+        ("draws by inverse CDF on np.cumsum, one uniform per row",
+         "    return np.array([rng.choice(vocab_size, p=row) for row in probs], dtype=np.int64)\n",
+         "    cdf = np.cumsum(probs, axis=-1)\n"
+         "    u = (1.0 - rng.random(len(probs)))[:, None] * cdf[:, -1:]  # in (0, total]\n"
+         "    return np.minimum((cdf < u).sum(axis=-1), vocab_size - 1).astype(np.int64)\n"),
+        ("top-k threshold from np.partition",
+         "        kth_largest = np.sort(scaled, axis=-1)[:, -top_k][:, None]\n",
+         "        kth_largest = np.partition(scaled, -top_k, axis=-1)[:, -top_k:].min(axis=-1, keepdims=True)\n"),
+        ("greedy via the sorted order",
+         "        return np.argmax(logits, axis=-1).astype(np.int64)\n",
+         "        return np.argsort(-logits, axis=-1, kind=\"stable\")[:, 0].astype(np.int64)\n"),
+    ],
+}
