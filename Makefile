@@ -74,9 +74,6 @@ gpt2: $(INSTALLED)
 serve: $(INSTALLED)
 	@$(PY) -m gpt2course serve $(DEVICE_ARG) $(ARGS)
 
-download-gpt2: $(INSTALLED)
-	@$(PY) -m gpt2course download-gpt2 $(ARGS)
-
 # GPT-2 small into the Hugging Face cache (make download-gpt2 ARGS=distilgpt2 for another)
 download-gpt2: $(INSTALLED)
 	@$(PY) -m gpt2course download-gpt2 $(ARGS)

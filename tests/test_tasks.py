@@ -124,3 +124,10 @@ def test_no_command_is_spelled_by_hand():
                     and pattern.search(node.value):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value.strip()[:100]}")
     assert not offenders, "commands spelled by hand (use course.command):\n" + "\n".join(offenders)
+
+
+def test_each_make_target_is_defined_once():
+    """make keeps the last recipe of a target defined twice and only warns: one definition each."""
+    names = re.findall(r"^([A-Za-z0-9_-]+):(?!=)", MAKEFILE, re.M)
+    twice = sorted({n for n in names if names.count(n) > 1})
+    assert not twice, f"defined more than once in the Makefile: {twice}"
