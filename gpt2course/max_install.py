@@ -1,14 +1,21 @@
-"""What MAX does on its first import, done once, outside any sandbox.
+"""What MAX does on its first import: done once, outside any sandbox; and what it leaks.
 
 Some of MAX's Python modules compile Mojo source on their first import and keep the result
 inside the installed package. ``make install`` and the grader run ``prepare_max`` so that no
 check (and no student) is blamed for a write MAX itself makes.
+
+Once a process has run MAX, its C environment (not ``os.environ``) carries
+``PYTHONEXECUTABLE`` set to the base interpreter (MAX 26.7 sets it for its Python interop), so a
+child ``python`` that inherits it runs outside the virtual environment and finds no ``max``.
+``child_env`` is the environment every Python the course starts gets, passed explicitly: the
+process's own (``os.environ``), without what MAX leaked.
 
     python -m gpt2course.max_install      (what `make install` runs)
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -27,10 +34,22 @@ def prepare_max() -> None:
     outside the sandbox, so that no check is blamed for a write MAX itself makes."""
     code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n"
     result = subprocess.run([sys.executable, "-c", code, *MAX_SELF_COMPILING], cwd=ROOT,
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, env=child_env())
     if result.returncode != 0:  # not fatal: the checks then say what failed
         print(f"warning: importing {', '.join(MAX_SELF_COMPILING)} failed:\n{result.stderr[-2000:]}",
               file=sys.stderr, flush=True)
+
+
+# Set by MAX in the process that uses it; inherited, they send a child outside the venv.
+MAX_LEAKED = ("PYTHONEXECUTABLE",)
+
+
+def child_env(base: dict | None = None, **extra: str) -> dict[str, str]:
+    """A copy of ``base`` (default: this process's environment) for a child Python, without the
+    variables MAX leaked, plus ``extra``."""
+    env = {k: v for k, v in (os.environ if base is None else base).items() if k not in MAX_LEAKED}
+    env.update(extra)
+    return env
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from gpt2course import course
 from gpt2course.check import verdicts
+from gpt2course.max_install import child_env
 from gpt2course.state import load_json
 
 # What a check prints while MAX compiles (so a first, slow compile does not look like a hang).
@@ -47,7 +48,7 @@ def check_command(step: int, target: str = course.DEFAULT_TARGET, device: str | 
 
 
 def check_env() -> dict:
-    return dict(os.environ, PYTHONPATH=str(course.ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return child_env(PYTHONPATH=str(course.ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from gpt2course.grade.submissions import Submission
+from gpt2course.max_install import child_env
 from gpt2course.grade.verdict import Verdict, judge
 from gpt2course.grade.workspace import modular_cache, write_workspace
 
@@ -100,7 +101,7 @@ class Runner:
         return paths + list(self.opts.extra_writable)
 
     def env(self, ws: Path) -> dict:
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")}
+        env = {k: v for k, v in child_env().items() if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")}
         env.update(PYTHONPATH=str(ws), TMPDIR=str(ws / "tmp"), PYTHONDONTWRITEBYTECODE="1",
                    PYTHONUNBUFFERED="1")
         return env

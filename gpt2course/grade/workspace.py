@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from gpt2course.course import ROOT
+from gpt2course.max_install import child_env
 
 def course_files(root: Path = ROOT) -> dict[str, bytes]:
     """The checking code, tests and solutions, in memory: workspaces are written from this copy."""
@@ -69,7 +70,7 @@ def prepare_checkpoints(names: list[str]) -> None:
     subprocess.run([sys.executable, "-c", "import sys\nfrom gpt2course.hf import checkpoints\n"
                     "for n in sys.argv[1:]:\n    checkpoints.seeded_checkpoint(n)\n", *missing],
                    cwd=ROOT, check=True,
-                   env=dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")))
+                   env=child_env(PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")))
 
 
 def modular_cache() -> Path:

@@ -32,6 +32,7 @@ from gpt2course.check.command import add_target_device
 from gpt2course.errors import CheckFailure
 from gpt2course.hf import checkpoints
 from gpt2course.hf.weights import CheckpointError, load_hf_state
+from gpt2course.max_install import child_env
 from gpt2course.serve.folder import MODELS, servable_folder
 
 DEFAULT_PORT = 8000
@@ -81,7 +82,7 @@ def server_command(folder: Path, *, port: int, host: str, device: str, name: str
 
 
 def server_env() -> dict[str, str]:
-    env = dict(os.environ)
+    env = child_env()
     # These are the only channels MAX reads them from (pydantic settings bound to environment
     # variables, no command-line flag), so they are set here, once, for the server alone: the
     # course never sends anything anywhere and never downloads (the served folder is local).
