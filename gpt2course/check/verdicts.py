@@ -20,8 +20,8 @@ from gpt2course.state import load_json, save_json
 
 RESULTS_FILE = "results.json"
 # The parts of the package that do not decide a verdict (the learner's loop, grading, the run
-# path): editing them does not make every step be checked again.
-NOT_DECIDING = ("learn", "grade", "run")
+# path, serving): editing them does not make every step be checked again.
+NOT_DECIDING = ("learn", "grade", "run", "serve")
 
 
 def _bytes(path: Path) -> bytes:
