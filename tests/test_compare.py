@@ -118,7 +118,7 @@ class Model:
 
 def parameter_failure(model, want) -> CheckFailure:
     with pytest.raises(CheckFailure) as info:
-        execute.check_parameters(model, {k: np.zeros(v, dtype=np.float32) for k, v in want.items()}, "m")
+        execute.check_module_parameters(model, {k: np.zeros(v, dtype=np.float32) for k, v in want.items()}, "m")
     return info.value
 
 

@@ -1,6 +1,6 @@
 """Step 08 check: a pre-norm residual sublayer computes x + mlp(ln_2(x)) as Hugging Face's block does."""
 
-from gpt2course.check import harness
+from gpt2course.check import harness, wire
 from gpt2course.hf.weights import course_config
 from gpt2course.check.harness import ATOL, gelu_tanh, layer_norm_np, max_weights
 from gpt2course.errors import CheckFailure
@@ -11,11 +11,9 @@ LN, MLP = "transformer.h.0.ln_2.", "transformer.h.0.mlp."
 
 
 def make(cls):
-    from solutions.solution_04 import GPT2MLP
-
     _, config, _ = harness.checkpoint()
-    return cls(config.n_embd, GPT2MLP(config.inner_dim, course_config(config)),
-               eps=config.layer_norm_epsilon)
+    mlp = wire.make("solutions.solution_04", "GPT2MLP", config.inner_dim, course_config(config))
+    return cls(config.n_embd, mlp, eps=config.layer_norm_epsilon)
 
 
 def wts():
@@ -36,10 +34,8 @@ def test_add(step):
     fn = step.get("apply_residual_connection")
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     b = np.full((2, 3), 0.5, dtype=np.float32)
-    from max.experimental.tensor import Tensor
-
     with step.errors("apply_residual_connection"):
-        out = harness.execute.to_host(fn(Tensor.from_dlpack(a), Tensor.from_dlpack(b)))
+        out = harness.arrays([fn(wire.tensor(a), wire.tensor(b))], "apply_residual_connection")[0]
     compare("apply_residual_connection(a, b)", out, a + b, atol=0, rtol=0, hint="return input + sublayer_output")
 
 

@@ -15,9 +15,8 @@ import functools
 import numpy as np
 
 from gpt2course.hf.weights import course_config
-from gpt2course.check import execute, harness
+from gpt2course.check import execute, harness, wire
 from gpt2course.hf import reference
-from gpt2course.run import engine
 from gpt2course.check.harness import ATOL
 from gpt2course.errors import CheckFailure
 from gpt2course.check.compare import compare, expect_equal
@@ -54,25 +53,24 @@ def helpers_ok(step):
 
 
 def model_fn(step):
-    """The learner's cached model, compiled once, as (ids, cache | None) -> (logits, cache)."""
+    """The learner's cached model, compiled once in the worker, as (ids, cache | None) ->
+    (logits, cache); the cache stays in the worker."""
     helpers_ok(step)
     harness.parameters_match(step, EXPORT, make, wts(), EXPORT)
 
     def fn():
         _, config, _ = harness.checkpoint(CKPT)
-        cfg = course_config(config)
-        dev = step.device
         module = harness.build_module(step, EXPORT, make, EXPORT)
         execute.say(f"  compiling {EXPORT} with MAX (first time ~2-4 min on a laptop CPU; "
                     "unchanged code is cached and takes seconds) ...")
         with step.errors(f"compiling {EXPORT}"):
-            compiled = engine.compile_cached(module, cfg, wts(), dev, EXPORT, quiet=True)
-        fn = engine.cached_logits_fn(compiled, cfg, dev)
+            compiled = step.remote.cached_model(module, course_config(config), wts(), what=EXPORT,
+                                                doing=f"compiling {EXPORT}")
 
         def run(x, cache):
             with step.errors(f"running {EXPORT}"):
-                return fn(x, cache)
-        return run
+                return compiled(x, cache)
+        return run, compiled
     return harness.once(step, "compiled", fn)
 
 
@@ -103,7 +101,7 @@ def hf_trap_logits(token_pos: int, *, position: int | None, with_cache: bool) ->
 def run_sequence(step):
     """Prefill 4 tokens, decode positions 4..8 one by one, then 9..11 in one call."""
     def fn():
-        model = model_fn(step)
+        model, _ = model_fn(step)
         x = ids()
         outs = {}
         logits, cache = model(x[:, :PROMPT], None)
@@ -119,10 +117,8 @@ def run_sequence(step):
 
 def _positions(step):
     fn = step.get("new_positions")
-    from max.driver import CPU
-
     with step.errors("new_positions(past_length=3, seq_length=4)"):
-        got = execute.to_host(fn(3, 4, device=CPU()), "new_positions")
+        got = harness.arrays([fn(3, 4, device=step.device)], "new_positions")[0]
     expect_equal("new_positions(past_length=3, seq_length=4)", got.astype(np.int64),
                  np.array([3, 4, 5, 6]),
                  "the new tokens come after the 3 cached ones: positions 3, 4, 5, 6 (not 0, 1, 2, 3)")
@@ -131,11 +127,9 @@ def _positions(step):
 
 def _mask(step):
     fn = step.get("cached_causal_mask")
-    from max.driver import CPU
-    from max.dtype import DType
-
     with step.errors("cached_causal_mask(past_length=2, seq_length=3)"):
-        got = execute.to_host(fn(2, 3, dtype=DType.float32, device=CPU()), "cached_causal_mask")
+        got = harness.arrays([fn(2, 3, dtype=wire.dtype("float32"), device=step.device)],
+                             "cached_causal_mask")[0]
     want = np.triu(np.full((3, 5), -np.inf, dtype=np.float32), k=3)
     compare("cached_causal_mask(past_length=2, seq_length=3)", got, want, atol=0, rtol=0, traps={
         "no offset": (np.triu(np.full((3, 5), -np.inf, dtype=np.float32), k=1),
@@ -329,7 +323,7 @@ def test_generate_eos(step):
 
 def test_generate_greedy(step):
     """greedy generate_with_cache equals Hugging Face generate(do_sample=False), 32 new tokens"""
-    model = model_fn(step)
+    _, model = model_fn(step)
     generate = step.get("generate_with_cache")
     folder, _, _ = harness.checkpoint(CKPT)
     prompt = ids(7)

@@ -1,8 +1,10 @@
 """Running a learner's MAX module on fixed inputs: eager for small pieces, compiled graphs otherwise.
 
-Inputs and outputs are placed explicitly: inputs go to the device the caller passes
-(``gpt2course.device.max_device``), results come back to the host as float32 NumPy
-arrays, whatever dtype or device the module used.
+This is the worker's half of a check (``gpt2course.check.worker`` calls it; the judge
+never does). Inputs and outputs are placed explicitly: inputs go to the device the caller
+passes (``gpt2course.device.max_device``), results come back to the host as float32 NumPy
+arrays, whatever dtype or device the module used. ``check_parameters`` is the judge's: it
+compares the names and shapes the worker reports with the checkpoint's.
 """
 
 from __future__ import annotations
@@ -17,12 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from gpt2course.check.compare import as_float32
+from gpt2course.check import wire
 from gpt2course.errors import CheckFailure
 
 
 def to_host(x, name: str = "output") -> np.ndarray:
-    return as_float32(x, name)
+    """A MAX Tensor (or array-like) as a float32 NumPy array on the host."""
+    arr = wire.host_array(x)
+    if arr is None:
+        raise CheckFailure(f"{name}: could not read the result as an array ({type(x).__name__})",
+                           "return a MAX Tensor from forward()")
+    return np.asarray(arr, dtype=np.float32)
 
 
 def build(factory: Callable[[], object], what: str):
@@ -43,9 +50,10 @@ def parameter_shapes(module) -> dict[str, list[int]]:
     return out
 
 
-def check_parameters(module, weights: Mapping[str, np.ndarray], what: str, hint: str | None = None) -> None:
-    """The learner's parameter names and shapes must be Hugging Face's, so its weights load."""
-    have = parameter_shapes(module)
+def check_parameters(have: dict, kinds: dict, weights: Mapping[str, np.ndarray], what: str,
+                     hint: str | None = None) -> None:
+    """The learner's parameter names and shapes (``have``, as the worker reports them, with
+    the kind of layer that holds each in ``kinds``) must be Hugging Face's, so its weights load."""
     want = {k: list(v.shape) for k, v in weights.items()}
     missing = sorted(set(want) - set(have))
     extra = sorted(set(have) - set(want))
@@ -63,8 +71,15 @@ def check_parameters(module, weights: Mapping[str, np.ndarray], what: str, hint:
             transposed = len(want[name]) == 2 and have[name] == want[name][::-1]
             raise CheckFailure(
                 f"{what}: parameter {name} has shape {have[name]}, the checkpoint's is {want[name]}",
-                transposed_hint(owner_kind(module, name), want[name])
+                transposed_hint(kinds.get(name), want[name])
                 if transposed else hint or "check the sizes you passed when creating it")
+
+
+def check_module_parameters(module, weights: Mapping[str, np.ndarray], what: str,
+                            hint: str | None = None) -> None:
+    """``check_parameters`` on a module in this process (the run path's own model)."""
+    check_parameters(parameter_shapes(module), {name: owner_kind(module, name) for name, _ in module.parameters},
+                     weights, what, hint)
 
 
 def owner_kind(module, parameter: str) -> str | None:
@@ -192,3 +207,45 @@ def run_eager(module, weights: Mapping[str, np.ndarray], inputs: Sequence[np.nda
 def run(module, weights, inputs, *, mode: str, dev, what: str = "module") -> list[np.ndarray]:
     runner = run_compiled if mode == "compile" else run_eager
     return runner(module, weights, inputs, dev=dev, what=what)
+
+
+def diagnostic_module(model, body_attr: str | None):
+    """Wraps a learner's model so one compiled graph returns its output *and* each layer's
+    activations (embeddings, every block, ln_f), computed with the learner's own submodules."""
+    from max.dtype import DType
+    from max.experimental.nn import Module
+    from max.experimental.tensor import Tensor
+
+    class Diagnose(Module):
+        def __init__(self, model):
+            self.model = model
+
+        def forward(self, input_ids):
+            out = self.model(input_ids)
+            body = getattr(self.model, body_attr) if body_attr else self.model
+            positions = Tensor.arange(input_ids.shape[-1], dtype=DType.int64, device=input_ids.device)
+            hidden = body.wte(input_ids) + body.wpe(positions)
+            layers = [out, hidden]
+            for block in body.h:
+                hidden = block(hidden)
+                layers.append(hidden)
+            layers.append(body.ln_f(hidden))
+            return tuple(layers)
+
+    return Diagnose(model)
+
+
+def run_diagnosed(module, weights, ids, body_attr, *, dev, what: str) -> list[np.ndarray]:
+    """The model's output and each layer's activations ([output, embeddings, blocks..., ln_f]);
+    if the taps themselves fail (they use wte/wpe/h/ln_f directly), the output alone."""
+    try:
+        return run_compiled(diagnostic_module(module, body_attr),
+                            {"model." + k: v for k, v in weights.items()}, [ids], dev=dev, what=what)
+    except Exception as first:
+        try:
+            outs = run_compiled(module, weights, [ids], dev=dev, what=what)
+        except Exception:
+            raise first from None
+        if len(outs) != 1:
+            raise first from None
+        return outs

@@ -67,16 +67,20 @@ def once(step, key: str, fn: Callable):
 
 
 def build_module(step, export: str, make: Callable, what: str):
+    """The learner's ``export`` built in the worker by ``make(cls)`` (lazily: no weights are
+    materialized until it runs); the judge holds a proxy of it."""
     cls = step.get(export)
-    with step.errors(f"creating {export}"):
-        return execute.build(lambda: make(cls), what)
+    with step.errors(f"creating {export}"), step.remote.building():
+        return make(cls)
 
 
 def parameters_match(step, export: str, make: Callable, wts: dict, what: str, hint: str | None = None):
     """Sub-check: the module builds and its parameters load Hugging Face's weights."""
     def fn():
         module = build_module(step, export, make, what)
-        execute.check_parameters(module, wts, what, hint)
+        with step.errors(f"reading the parameters of {export}"):
+            found = step.remote.parameters(module, doing=f"reading the parameters of {export}")
+        execute.check_parameters(found["shapes"], found["kinds"], wts, what, hint)
         return module
     return once(step, "module", fn)
 
@@ -88,9 +92,18 @@ def outputs(step, export: str, make: Callable, wts: dict, inputs: Sequence[np.nd
 
     def fn():
         module = build_module(step, export, make, what)
-        with step.errors(f"running {export}"):
-            return execute.run(module, wts, inputs, mode=mode, dev=step.device, what=what)
+        doing = f"running {export}"
+        with step.errors(doing):  # an eager run says itself when MAX compiles (execute.eager)
+            outs = step.remote.run(module, wts, inputs, mode=mode, what=what, doing=doing)
+        return arrays(outs, what)
     return once(step, key, fn)
+
+
+def arrays(outs, what: str) -> list[np.ndarray]:
+    """The worker's outputs as float32 arrays (what arrived is numbers: wire checked it)."""
+    if not isinstance(outs, list) or not all(isinstance(o, np.ndarray) for o in outs):
+        raise CheckFailure(f"{what}: the outputs are not arrays", "return a MAX Tensor from forward()")
+    return [o.astype(np.float32, copy=False) for o in outs]
 
 
 def gelu_tanh(x):
@@ -136,32 +149,6 @@ def attention_np(x, state, prefix, n_head, *, mask=True, scale=True, split="tran
     return y @ wp + bp
 
 
-def _diagnostic_module(model, body_attr: str | None):
-    """Wraps a learner's model so one compiled graph returns its output *and* each layer's
-    activations (embeddings, every block, ln_f), computed with the learner's own submodules."""
-    from max.dtype import DType
-    from max.experimental.nn import Module
-    from max.experimental.tensor import Tensor
-
-    class Diagnose(Module):
-        def __init__(self, model):
-            self.model = model
-
-        def forward(self, input_ids):
-            out = self.model(input_ids)
-            body = getattr(self.model, body_attr) if body_attr else self.model
-            positions = Tensor.arange(input_ids.shape[-1], dtype=DType.int64, device=input_ids.device)
-            hidden = body.wte(input_ids) + body.wpe(positions)
-            layers = [out, hidden]
-            for block in body.h:
-                hidden = block(hidden)
-                layers.append(hidden)
-            layers.append(body.ln_f(hidden))
-            return tuple(layers)
-
-    return Diagnose(model)
-
-
 def model_outputs(step, export: str, make: Callable, name: str, *, body_attr: str | None,
                   key: str) -> dict:
     """Compiles the learner's whole model once (with per-layer taps) on checkpoint ``name``.
@@ -178,20 +165,10 @@ def model_outputs(step, export: str, make: Callable, name: str, *, body_attr: st
 
     def fn():
         module = build_module(step, export, make, what)
-        try:
-            wrapped = _diagnostic_module(module, body_attr)
-            with step.errors(f"running {export}"):
-                outs = execute.run(wrapped, {"model." + k: v for k, v in wts.items()}, [ids],
-                                   mode="compile", dev=step.device, what=what)
-            return {"output": outs[0], "layers": outs[1:]}
-        except CheckFailure as first:
-            # The taps use wte/wpe/h/ln_f directly; if that is what failed, run the model alone.
-            module = build_module(step, export, make, what)
-            with step.errors(f"running {export}"):
-                outs = execute.run(module, wts, [ids], mode="compile", dev=step.device, what=what)
-            if len(outs) != 1:
-                raise first
-            return {"output": outs[0], "layers": None}
+        doing = f"running {export}"
+        with step.errors(doing):
+            outs = arrays(step.remote.diagnose(module, wts, ids, body_attr, what=what, doing=doing), what)
+        return {"output": outs[0], "layers": outs[1:] if len(outs) > 1 else None}
     return once(step, key, fn)
 
 

@@ -14,7 +14,6 @@ A graded run adds ``gpt2course.grade.plugin`` (``-p``), which watches through th
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,65 +74,84 @@ def observer(config):
 
 @dataclass
 class Step:
-    """One step under check: its file, its module (or why it did not load), the device."""
+    """One step under check: its file, the worker that runs its code, the device.
+
+    The code under check is never imported here: ``remote`` (gpt2course.check.remote)
+    runs it in a worker process, and ``get`` returns proxies of what it defines."""
 
     number: int
     path: Path
     target: str = course.DEFAULT_TARGET
     device_name: str = course.DEFAULT_DEVICE
-    module: object = None
+    remote: object = None
     error: CheckFailure | None = None
     cache: dict = field(default_factory=dict)
     error_reported: bool = False
     todos_reported: set = field(default_factory=set)
     watch: object = None  # the grader's observer, if any
 
-    @functools.cached_property
+    @property
     def device(self):
-        """The MAX device the checks run on (``--device``)."""
-        from gpt2course.device import max_device
+        """The device the worker runs MAX on (``--device``), as an argument for learner code."""
+        from gpt2course.check import wire
 
-        return max_device(self.device_name)
+        return wire.device()
 
     def get(self, name: str):
+        """A proxy of the step's ``name`` (calling it runs it in the worker)."""
         if self.error is not None:
             if self.error_reported:
                 pytest.skip(f"skipped: {self.error.message.splitlines()[0]}")
             self.error_reported = True
             raise self.error
-        return learner.export(self.module, self.number, name, self.path)
+        with self.errors(f"reading {name}"):
+            return self.remote.export(name)
+
+    def describe(self, obj) -> dict:
+        """What the worker says ``obj`` is: type, dataclass and its fields, attributes."""
+        with self.errors("looking at what the step defines"):
+            return self.remote.describe(obj, doing="looking at what the step defines")
 
     @contextlib.contextmanager
     def errors(self, doing: str):
-        """Learner code runs inside this: its exceptions become messages naming the line. A TODO
-        still open is reported by the first sub-check that reaches it; later ones skip, so the
-        learner reads one message, not ten."""
-        cm = learner.learner_errors(self.number, self.path, doing)
+        """Calls into learner code run inside this: the worker reports its exceptions as
+        messages naming the line. A TODO still open is reported by the first sub-check that
+        reaches it; later ones skip, so the learner reads one message, not ten."""
         try:
-            with (cm if self.watch is None else self.watch.watching(cm)):
+            with self.remote.doing_this(doing):
                 yield
         except learner.TodoNotDone as exc:
             if exc.todo in self.todos_reported:
                 pytest.skip(f"skipped: {exc.message.splitlines()[0]}")
             self.todos_reported.add(exc.todo)
             raise
+        finally:
+            if self.watch is not None:
+                self.watch.check()
 
 
 @pytest.fixture(scope="module")
-def step(request) -> Step:
+def step(request):
+    from gpt2course.check.remote import Remote
+
     config = request.config
     number = getattr(request.module, "STEP")
     target = config.getoption("--target")
+    watch = observer(config)
+    options = watch.worker_options(number) if watch is not None else {}
     s = Step(number, course.step_file(number, target), target, config.getoption("--device"),
-             watch=observer(config))
+             remote=Remote(number, target, config.getoption("--device"), **options), watch=watch)
+    if watch is not None:
+        watch.remotes.append(s.remote)
     try:
-        s.module = learner.load(number, target)
+        s.remote.load()
     except CheckFailure as exc:
         s.error = exc
     finally:
         if s.watch is not None:
             s.watch.check()
-    return s
+    yield s
+    s.remote.close()
 
 
 def _title(item) -> str:

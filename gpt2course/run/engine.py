@@ -192,7 +192,7 @@ class UncachedEngine:
 
         with default_device(self.dev):
             module = execute.build(lambda: model_cls(self.config), what)
-        execute.check_parameters(module, state_max, what)
+        execute.check_module_parameters(module, state_max, what)
         ids_type = TensorType(DType.int64, ["batch", "seq"], device=self.dev)
         self.compiled = _compile(module, [ids_type], state_max, self.dev, what, quiet)
 

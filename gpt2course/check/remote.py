@@ -1,0 +1,223 @@
+"""The judge's side of the worker: starting it, asking it, and reading what it answers.
+
+The judge (the pytest process that checks a step) never imports the code under check.
+``Remote`` starts a worker (``gpt2course.check.worker``) and turns each question into a
+request; what comes back is arrays and plain values (checked on arrival by
+``gpt2course.check.wire``), proxies for what stays in the worker, or the learner's error,
+raised here as the same ``CheckFailure`` a learner reads. If the worker dies (``os._exit``,
+a segfault, the kernel's OOM killer) the question that was under way fails with how it
+died, and the next question starts a fresh worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from gpt2course import course
+from gpt2course.check import execute, peer, wire
+from gpt2course.errors import CheckFailure
+from gpt2course.max_install import child_env
+
+Proxy = peer.Proxy
+
+
+class Remote:
+    """The worker of one step. ``prefix``: a command the worker is started under (the
+    grader's sandbox); ``confine``: the rules it applies to itself (JSON text), or None."""
+
+    def __init__(self, step: int, target: str, device_name: str, *, prefix=(), confine: str | None = None,
+                 env: dict | None = None, cwd: str | None = None):
+        self.step, self.target, self.device_name = step, target, device_name
+        self.path = course.step_file(step, target)
+        self.prefix, self.confine = list(prefix), confine
+        self.env, self.cwd = env, cwd
+        self.proc: subprocess.Popen | None = None
+        self.peer: peer.Peer | None = None
+        self.alerts: list[str] = []
+        self.loaded = False
+        self.loaded_once = False  # a fresh worker (after one died) loads the step again first
+        self.deaths: list[str] = []
+        self._lazy = False
+        self.doings: list[str] = []  # what the check is doing (step.errors), innermost last
+
+    @property
+    def doing(self) -> str:
+        return self.doings[-1] if self.doings else f"running step {self.step:02d}'s code"
+
+    @contextlib.contextmanager
+    def doing_this(self, doing: str):
+        self.doings.append(doing)
+        try:
+            yield
+        finally:
+            self.doings.pop()
+
+    # -- the process ----------------------------------------------------------------------
+    def command(self, read_fd: int, write_fd: int) -> list[str]:
+        cmd = [sys.executable, "-m", "gpt2course.check.worker", "--step", str(self.step),
+               "--target", str(self.target), "--device", self.device_name, "--fds", f"{read_fd},{write_fd}"]
+        if self.confine:
+            cmd += ["--confine", self.confine]
+        return self.prefix + cmd
+
+    def start(self) -> None:
+        to_worker_r, to_worker_w = os.pipe()
+        to_judge_r, to_judge_w = os.pipe()
+        env = self.env if self.env is not None else child_env()
+        try:
+            self.proc = subprocess.Popen(self.command(to_worker_r, to_judge_w), env=env, cwd=self.cwd,
+                                         pass_fds=(to_worker_r, to_judge_w), stdin=subprocess.DEVNULL)
+        finally:
+            os.close(to_worker_r)
+            os.close(to_judge_w)
+        self.peer = peer.Peer(wire.Channel(to_judge_r, to_worker_w), "$j", "worker")
+        self.peer.on_notice = self._notice
+        self.peer.on_error = _judge_error
+        self.peer.call = lambda proxy, args, kwargs: self.call(proxy, args, kwargs)
+        self.peer.getattr = lambda proxy, name: self.ask(
+            "getattr", None, doing=self.doing, target=proxy._ref, name=name)
+        self.loaded = False
+
+    def _notice(self, message: dict) -> None:
+        if message.get("op") == "say":
+            execute.say(str(message.get("text", ""))[:2000])
+
+    def close(self) -> None:
+        if self.peer is not None:
+            self.peer.channel.close()
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = self.peer = None
+
+    def how_it_died(self) -> str:
+        """How the worker ended, in a learner's words."""
+        proc = self.proc
+        try:
+            rc = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return "it stopped answering (it was killed)"
+        if rc < 0:
+            name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
+            why = {"SIGSEGV": "a crash in native code: a segmentation fault (ctypes, or memory a "
+                              "C library does not own)",
+                   "SIGKILL": "killed: most often for using too much memory",
+                   "SIGABRT": "aborted by native code (a failed assertion in a C library or in MAX)",
+                   "SIGBUS": "a bus error in native code"}.get(name, "a signal")
+            return f"it was ended by {name}: {why}"
+        return (f"it exited with code {rc} (os._exit or exit() in the code under check ends the "
+                "process; a step's code must return, not exit)")
+
+    # -- asking ---------------------------------------------------------------------------
+    def ask(self, op: str, value=None, *, doing: str, **header):
+        try:
+            if self.proc is None:
+                self.start()
+                if op != "load" and self.loaded_once:
+                    self._request({"op": "load", "doing": f"importing {course.display(self.path)}"}, None)
+                    self.loaded = True
+            result = self._request(dict(header, op=op, doing=doing), value)
+        except (wire.Closed, BrokenPipeError):
+            how = self.how_it_died()
+            self.deaths.append(how)
+            self.proc, self.peer, self.loaded = None, None, False
+            raise CheckFailure(f"step {self.step:02d}: the process running your code ended while "
+                               f"{doing}: {how}",
+                               "the line that ends or crashes the process is in the step's code; "
+                               "run the step's code in Python directly to see it") from None
+        except wire.WireError as exc:
+            self.close()
+            self.loaded = False
+            raise CheckFailure(f"step {self.step:02d}: while {doing}, the process running your code "
+                               f"sent something the check cannot read: {exc}",
+                               "a step's code must not write to the check's pipes") from None
+        return result
+
+    def _request(self, header: dict, value):
+        here = self.peer
+        try:
+            return here.request(header, value)
+        except peer.RemoteError as exc:
+            raise self._failure(exc.error) from None
+        finally:
+            self.alerts.extend(here.alerts)
+            del here.alerts[:]
+
+    def _failure(self, error: dict) -> CheckFailure:
+        from gpt2course.check.learner import TodoNotDone
+
+        message = str(error.get("message", ""))[:20000]
+        hint = error.get("hint")
+        hint = str(hint)[:2000] if hint is not None else None
+        kind = error.get("type")
+        if kind == "todo" and isinstance(error.get("todo"), int):
+            return TodoNotDone(self.step, error["todo"], self.path)
+        if kind == "check":
+            return CheckFailure(message, hint)
+        return CheckFailure(f"step {self.step:02d}: {message}", hint or
+                            "the line above is where it broke; check the shapes going into it")
+
+    @contextlib.contextmanager
+    def building(self):
+        """Calls made inside construct modules lazily (no weights materialized until compile)."""
+        old, self._lazy = self._lazy, True
+        try:
+            yield
+        finally:
+            self._lazy = old
+
+    # -- the operations -------------------------------------------------------------------
+    def load(self) -> None:
+        doing = f"importing {course.display(self.path)}"
+        self.loaded_once = True
+        self.ask("load", None, doing=doing)
+        self.loaded = True
+
+    def export(self, name: str) -> Proxy:
+        if not self.loaded:
+            self.load()
+        return self.ask("export", name, doing=f"reading {name} from {course.display(self.path)}")
+
+    def call(self, target: Proxy, args, kwargs, *, doing: str | None = None):
+        doing = doing or self.doing
+        if target._peer is not self.peer:
+            raise CheckFailure(f"step {self.step:02d}: {doing}: an object of an earlier worker "
+                               "(the process running your code ended and was started again)")
+        header = {"target": target._ref}
+        if self._lazy:
+            header["lazy"] = True
+        return self.ask("call", (list(args), kwargs), doing=doing, **header)
+
+    def describe(self, obj: Proxy, *, doing: str) -> dict:
+        return self.ask("describe", obj, doing=doing)
+
+    def parameters(self, module: Proxy, *, doing: str) -> dict:
+        return self.ask("parameters", module, doing=doing)
+
+    def run(self, module: Proxy, weights: dict, inputs, *, mode: str, what: str, doing: str) -> list:
+        return self.ask("run", (module, weights, list(inputs), mode, what), doing=doing)
+
+    def diagnose(self, module: Proxy, weights: dict, ids, body_attr, *, what: str, doing: str) -> list:
+        return self.ask("diagnose", (module, weights, ids, body_attr, what), doing=doing)
+
+    def cached_model(self, module: Proxy, config, weights: dict, *, what: str, doing: str) -> Proxy:
+        return self.ask("cached_model", (module, config, weights, what), doing=doing)
+
+
+def _judge_error(exc: BaseException, message: dict) -> dict:
+    """A judge-side object the worker called (a stand-in model) raised: say so plainly."""
+    text = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+    return {"type": "judge", "message": f"the check's object raised {text}"}
+
+
+def worker_file() -> Path:
+    return Path(__file__).with_name("worker.py")
