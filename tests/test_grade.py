@@ -27,7 +27,6 @@ from gpt2course import course, max_install, skeleton
 from gpt2course.course import ROOT
 from gpt2course.grade import classroom, command as grade, runner, signing, submissions
 from gpt2course.grade.fence import WriteFence
-from gpt2course.grade.guard import Guard
 from gpt2course.grade.verdict import judge
 
 FIXTURES = ROOT / "tests" / "fixtures" / "class"
@@ -44,11 +43,16 @@ EXPECTED = {
     "hog": ("error", "missing", "missing"),
     "noisy": ("passed", "missing", "missing"),
     "vandal": ("error", "missing", "missing"),
-    "quitter": ("error", "error", "error"),
-    "patcher": ("error", "error", "missing"),
+    "quitter": ("failed", "failed", "failed"),      # its code ends the worker, not the check
+    "patcher": ("error", "error", "missing"),       # pytest and the checking code: refused imports
     "swapper": ("error", "missing", "missing"),
     "rewriter": ("error", "missing", "missing"),
-    "peeker": ("failed", "missing", "missing"),
+    "peeker": ("error", "missing", "missing"),
+    "forger": ("error", "missing", "missing"),      # finds no key; its forged report is refused
+    "snoop": ("error", "missing", "missing"),       # the hidden solution, another student's file
+    "torcher": ("missing", "missing", "error"),     # torch computes LayerNorm: refused
+    "crasher": ("failed", "missing", "missing"),    # a segfault through ctypes
+    "parrot": ("missing", "missing", "failed"),     # outputs precomputed for the public checkpoint
     "zoe": ("passed", "missing", "missing"),        # zoe.zip, GitHub's archive layout
     "broken": ("error", "error", "error"),          # broken.zip is not a zip
     "linker": ("error", "missing", "missing"),      # steps/step_01.py is a symbolic link
@@ -62,14 +66,19 @@ MESSAGES = {
     ("raises", "01"): ["ZeroDivisionError"],
     ("hog", "01"): ["memory"],
     ("vandal", "01"): ["outside its workspace"],
-    ("quitter", "01"): ["SystemExit"],
-    ("quitter", "02"): ["without writing its report"],
-    ("quitter", "03"): ["signature"],
-    ("patcher", "01"): ["modified the checking code", "plugins"],
-    ("patcher", "02"): ["modified the checking code"],
-    ("swapper", "01"): ["modified the checking code", "expect_equal"],
-    ("rewriter", "01"): ["results were changed after they were recorded"],
-    ("peeker", "01"): ["solutions.solution_01", "does not exist"],
+    ("quitter", "01"): ["sys.exit(0)"],
+    ("quitter", "02"): ["ended while importing", "exited with code 0"],
+    ("quitter", "03"): ["StopIteration"],
+    ("patcher", "01"): ["import pytest", "refused"],
+    ("patcher", "02"): ["import gpt2course.check.compare", "refused"],
+    ("swapper", "01"): ["import gpt2course.check.compare", "refused"],
+    ("rewriter", "01"): ["import _pytest", "refused"],
+    ("peeker", "01"): ["solutions.solution_01", "refused"],
+    ("forger", "01"): ["outside its workspace", "report.json"],
+    ("snoop", "01"): ["read outside its sandbox", "solution_01.py"],
+    ("torcher", "03"): ["import torch", "refused"],
+    ("crasher", "01"): ["SIGSEGV", "segmentation fault"],
+    ("parrot", "03"): ["LayerNorm"],
     ("broken", "01"): ["could not read"],
     ("linker", "01"): ["symbolic link"],
     ("empty", "01"): ["not submitted"],
@@ -109,6 +118,43 @@ def make_class(dest: Path, names=None) -> Path:
     return dest
 
 
+def parrot_layer_norm() -> str:
+    """A step 03 that computes nothing: its LayerNorm returns the outputs Hugging Face gives on
+    the public seeded checkpoint and the public inputs, looked up by the input's shape."""
+    import base64
+    import io
+
+    import numpy as np
+    import torch
+
+    from gpt2course.check import harness
+
+    _, config, state = harness.checkpoint()
+    prefix = "transformer.h.0.ln_1."
+    tiny = harness.rng(3)  # the small-variance rows of tests/test_step_03.py, as it draws them
+    x = np.stack([tiny.normal(0, 3e-3, size=(3, config.n_embd)),
+                  tiny.normal(2.0, 1.0, size=(3, config.n_embd))]).astype(np.float32)
+    tiny_out = torch.nn.functional.layer_norm(
+        torch.from_numpy(x), (config.n_embd,), torch.from_numpy(state[prefix + "weight"]),
+        torch.from_numpy(state[prefix + "bias"]), config.layer_norm_epsilon).numpy()
+    outs = {}
+    for arr in (harness.capture().outputs["transformer.h.0.ln_1"], tiny_out):
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(arr, dtype=np.float32))
+        outs[tuple(arr.shape)] = base64.b64encode(buf.getvalue()).decode()
+    return (
+        '"""Hostile: returns outputs precomputed for the public checkpoint and inputs."""\n\n'
+        "import base64\nimport io\n\nimport numpy as np\n"
+        "from max.experimental.nn import Module\nfrom max.experimental.tensor import Tensor\n\n"
+        f"OUTPUTS = {outs!r}\n\n\n"
+        "class LayerNorm(Module):\n"
+        "    def __init__(self, dim: int, *, eps: float = 1e-5) -> None:\n"
+        "        self.weight = Tensor.ones([dim])\n        self.bias = Tensor.zeros([dim])\n\n"
+        "    def forward(self, x: Tensor) -> Tensor:\n"
+        "        data = OUTPUTS[tuple(int(d) for d in x.shape)]\n"
+        "        return Tensor.from_dlpack(np.load(io.BytesIO(base64.b64decode(data))))\n")
+
+
 def run_grade(class_dir: Path, out: Path, *args: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "gpt2course", "grade", str(class_dir), "--out", str(out), *args]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -125,6 +171,8 @@ def graded(tmp_path_factory):
         zf.write(klass / "good" / "steps" / "step_01.py", "zoe-main/steps/step_01.py")
         zf.writestr("zoe-main/README.md", "my course work")
     (klass / "broken.zip").write_bytes(b"this is not a zip file\n")
+    (klass / "parrot" / "steps").mkdir(parents=True)
+    (klass / "parrot" / "steps" / "step_03.py").write_text(parrot_layer_norm())
     (klass / "linker" / "steps").mkdir(parents=True)
     (klass / "linker" / "steps" / "step_01.py").symlink_to(ROOT / "solutions" / "solution_01.py")
     loops = make_class(base / "class2", names={"loops"})
@@ -205,7 +253,7 @@ def test_points_totals_and_reports(graded):
     assert sorted(s.get("name") for s in suites) == sorted(EXPECTED)
     by_name = {s.get("name"): s for s in suites}
     assert all(len(s.findall("testcase")) == len(STEPS) for s in suites)
-    assert by_name["quitter"].get("errors") == "3" and by_name["wrong"].get("failures") == "2"
+    assert by_name["broken"].get("errors") == "3" and by_name["wrong"].get("failures") == "2"
     props = {p.get("name"): p.get("value") for p in by_name["good"].iter("property")}
     assert props == {"total": "4", "max": "4"}
 
@@ -215,7 +263,7 @@ def test_terminal_table_and_progress(graded):
     assert out.splitlines()[0].split() == ["student", *STEPS, "total"]
     assert any(line.split()[:5] == ["good", "ok", "ok", "ok", "4/4"] for line in out.splitlines())
     assert any(line.split()[:5] == ["wrong", "FAIL", "ok", "-", "1/4"] for line in out.splitlines())
-    assert "[20/20]" in err
+    assert "[25/25]" in err
     # course files may change under a shared checkout while it runs; submissions must not
     assert not [w for w in graded["results"]["warnings"] if str(graded["class"]) in w]
 
@@ -295,26 +343,6 @@ def test_judge_rejects_unsigned_incomplete_and_skipped_reports(tmp_path):
     assert judge("s", 1, key, tmp_path / "r.json", 0, None, "", runner.Options()).status == "error"
 
 
-def test_guard_sees_rebinding_code_swaps_and_new_globals():
-    import types
-
-    mod = types.ModuleType("gpt2course_guard_probe")
-    exec("LIMIT = [1, 2]\ndef f(x):\n    return x\nclass C:\n    def m(self):\n        return 1\n", mod.__dict__)
-    sys.modules[mod.__name__] = mod
-    try:
-        guard = Guard(prefixes=(mod.__name__,), strict=(mod.__name__,)).snapshot()
-        assert guard.verify() == []
-        mod.f.__code__ = (lambda x: 0).__code__
-        mod.C.m = lambda self: 2
-        mod.LIMIT.append(3)
-        mod.isinstance = lambda *a: True
-        problems = "\n".join(guard.verify())
-        for needle in ("f: its code was replaced", "C.m was replaced", "LIMIT was modified", "isinstance was added"):
-            assert needle in problems
-    finally:
-        del sys.modules[mod.__name__]
-
-
 def test_write_fence_paths(tmp_path):
     fence = WriteFence([tmp_path])
     assert fence.allowed(tmp_path / "a" / "b.txt")
@@ -365,3 +393,17 @@ def test_prepare_max_builds_what_a_fresh_install_lacks():
                 shutil.rmtree(aside)
             else:
                 aside.rename(cache)
+
+
+def test_precomputed_outputs_pass_only_on_the_public_inputs(graded):
+    """The parrot's step 03 passes a learner's check, whose checkpoint and inputs are public,
+    and fails grading, whose are drawn from a secret seed: the secret seed is what catches it."""
+    from gpt2course.check.command import check_command
+
+    report = graded["base"] / "parrot-public.json"
+    cmd = check_command(3, str(graded["class"] / "parrot"), None, str(report))
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env=max_install.child_env(PYTHONPATH=str(ROOT)))
+    result = json.loads(report.read_text())["steps"]["03"]
+    assert result["status"] == "passed", done.stdout[-3000:]
+    assert graded["results"]["students"]["parrot"]["steps"]["03"]["status"] == "failed"

@@ -21,7 +21,7 @@ EOS = 50256  # GPT-2's <|endoftext|>
 
 
 def fixed_logits(rows=3, vocab=50257, seed=12):
-    return np.random.default_rng(seed).normal(0, 3, size=(rows, vocab)).astype(np.float32)
+    return harness.rng(seed).normal(0, 3, size=(rows, vocab)).astype(np.float32)
 
 
 def hf_probs(logits: np.ndarray, temperature=1.0, top_k=None, top_p=None) -> np.ndarray:
@@ -375,7 +375,7 @@ def test_generate_matches_hf(step):
     """greedy generate_tokens with the MAX model equals Hugging Face generate(do_sample=False), 12 tokens"""
     generate = step.get("generate_tokens")
     folder, config, _ = harness.checkpoint("small")
-    ids = reference.fixed_input_ids(config.vocab_size, batch=2, seq=5, seed=5)
+    ids = harness.input_ids(config.vocab_size, batch=2, seq=5, seed=5)
     # First a stand-in model (NumPy, instant): a broken loop fails here, before a compile.
     expected = ids.copy()
     for _ in range(4):

@@ -43,7 +43,7 @@ def wts():
 
 def ids(seq=SEQ):
     _, config, _ = harness.checkpoint(CKPT)
-    return reference.fixed_input_ids(config.vocab_size, 2, seq)
+    return harness.input_ids(config.vocab_size, 2, seq)
 
 
 def helpers_ok(step):

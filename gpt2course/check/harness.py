@@ -19,6 +19,7 @@ ATOL = 1e-4  # float32 on CPU; differences from operation order stay near 1e-6
 
 
 _pretrained = None  # a checkpoint folder every check uses instead of the seeded ones (--weights)
+_secret = None      # (seed, folder): a graded run's own weights and inputs (use_secret_seed)
 
 
 def use_pretrained(folder) -> None:
@@ -28,22 +29,50 @@ def use_pretrained(folder) -> None:
     _load.cache_clear()
 
 
+def use_secret_seed(seed: int, folder) -> None:
+    """A graded run: the seeded checkpoints and the input ids are drawn from ``seed``, chosen
+    for this run and told to no worker, and built under ``folder`` (the judge's own), so
+    outputs precomputed for the public checkpoint do not match."""
+    global _secret
+    _secret = (int(seed), str(folder))
+    _load.cache_clear()
+
+
 def checkpoint(name: str = "small"):
     """(folder, config, Hugging Face state dict) of a seeded checkpoint, built on first use, or
     of the pretrained checkpoint given with ``--weights`` (for every name: its own shapes)."""
-    return _load(str(_pretrained) if _pretrained is not None else None, name)
+    return _load(str(_pretrained) if _pretrained is not None else None, name, _secret)
 
 
 @functools.lru_cache(maxsize=2)
-def _load(pretrained: str | None, name: str):
-    folder = pretrained or checkpoints.seeded_checkpoint(name)
+def _load(pretrained: str | None, name: str, secret):
+    if pretrained:
+        folder = pretrained
+    elif secret is not None:
+        folder = checkpoints.seeded_checkpoint(name, seed=secret[0], root=secret[1])
+    else:
+        folder = checkpoints.seeded_checkpoint(name)
     config, state = weights.load_hf_state(folder)
     return folder, config, state
 
 
+def input_ids(vocab_size: int, batch: int = 2, seq: int = 7, seed: int = 0):
+    """The token ids a check feeds: fixed for learners, drawn from the secret seed when graded."""
+    if _secret is not None:
+        seed = hash((_secret[0], seed)) & 0x7FFFFFFF
+    return reference.fixed_input_ids(vocab_size, batch, seq, seed)
+
+
+def rng(seed: int):
+    """A NumPy Generator for a check's own inputs: fixed for learners, secret when graded."""
+    import numpy as np
+
+    return np.random.default_rng(seed if _secret is None else [_secret[0], seed])
+
+
 def capture(name: str = "small", batch: int = 2, seq: int = 7) -> reference.Capture:
     folder, config, _ = checkpoint(name)
-    return reference.capture(folder, reference.fixed_input_ids(config.vocab_size, batch, seq))
+    return reference.capture(folder, input_ids(config.vocab_size, batch, seq))
 
 
 def max_weights(prefix: str, name: str = "small") -> dict[str, np.ndarray]:
@@ -161,7 +190,7 @@ def model_outputs(step, export: str, make: Callable, name: str, *, body_attr: st
         wts = {k: v for k, v in wts.items() if not k.startswith("lm_head.")}
     what = f"{export} ({name} shapes)"
     parameters_match(step, export, make, wts, what)
-    ids = reference.fixed_input_ids(config.vocab_size)
+    ids = input_ids(config.vocab_size)
 
     def fn():
         module = build_module(step, export, make, what)

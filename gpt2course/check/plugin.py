@@ -149,7 +149,7 @@ def step(request):
         s.error = exc
     finally:
         if s.watch is not None:
-            s.watch.check()
+            s.watch.started(s.remote)
     yield s
     s.remote.close()
 

@@ -37,6 +37,7 @@ class Remote:
         self.prefix, self.confine = list(prefix), confine
         self.env, self.cwd = env, cwd
         self.proc: subprocess.Popen | None = None
+        self.fatal: str | None = None  # why the worker could not start, if it said
         self.peer: peer.Peer | None = None
         self.alerts: list[str] = []
         self.loaded = False
@@ -82,10 +83,13 @@ class Remote:
         self.peer.getattr = lambda proxy, name: self.ask(
             "getattr", None, doing=self.doing, target=proxy._ref, name=name)
         self.loaded = False
+        self.fatal = None
 
     def _notice(self, message: dict) -> None:
         if message.get("op") == "say":
             execute.say(str(message.get("text", ""))[:2000])
+        elif message.get("op") == "fatal":
+            self.fatal = str(message.get("text", ""))[-4000:]
 
     def close(self) -> None:
         if self.peer is not None:
@@ -106,6 +110,10 @@ class Remote:
         except subprocess.TimeoutExpired:
             proc.kill()
             return "it stopped answering (it was killed)"
+        if self.fatal:
+            last = self.fatal.strip().splitlines()[-1]
+            return (f"it could not start, before your code was imported (the course's checking code "
+                    f"failed, not your step: {last}; run {course.command('doctor')})\n{self.fatal}")
         if rc < 0:
             name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
             why = {"SIGSEGV": "a crash in native code: a segmentation fault (ctypes, or memory a "

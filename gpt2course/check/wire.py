@@ -45,7 +45,7 @@ def array_bytes(arr: np.ndarray) -> bytes:
     if arr.dtype.kind not in ARRAY_KINDS or arr.dtype.fields is not None:
         raise TypeError(f"cannot send an array of dtype {arr.dtype} (only numbers and booleans)")
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    np.save(buf, np.require(arr, requirements="C"), allow_pickle=False)  # keeps 0-d arrays 0-d
     return buf.getvalue()
 
 

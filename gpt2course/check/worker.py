@@ -37,15 +37,24 @@ REFUSED = ("gpt2course", "tests", "pytest", "_pytest", "pluggy", "torch", "trans
 
 
 class Refuser(importlib.abc.MetaPathFinder):
-    """Refuses, and records, imports of what a worker may not use; ``hidden`` adds the graded
-    step's own solution and the later ones."""
+    """Refuses imports of what a worker may not use (``hidden`` adds the graded step's own
+    solution and the later ones), and records those the step's own file asks for. (A library
+    that tries an optional import, as some do for torch, is refused without a record.)"""
 
-    def __init__(self, hidden: tuple[str, ...], alerts: list):
-        self.names, self.alerts = REFUSED + hidden, alerts
+    def __init__(self, hidden: tuple[str, ...], alerts: list, learner_file: str):
+        self.names, self.alerts, self.learner_file = REFUSED + hidden, alerts, learner_file
+
+    def _asked_by_learner(self) -> bool:
+        frame = sys._getframe(2)
+        while frame is not None and ("importlib" in frame.f_code.co_filename
+                                     or frame.f_code.co_filename.startswith("<frozen")):
+            frame = frame.f_back
+        return frame is not None and os.path.realpath(frame.f_code.co_filename) == self.learner_file
 
     def find_spec(self, fullname, path=None, target=None):
         if any(fullname == n or fullname.startswith(n + ".") for n in self.names):
-            self.alerts.append(f"import {fullname} (refused: code under check may not use it)")
+            if self._asked_by_learner():
+                self.alerts.append(f"import {fullname} (refused: code under check may not use it)")
             raise ModuleNotFoundError(
                 f"No module named {fullname!r} (a check's code may use MAX, NumPy, the standard "
                 "library and the earlier steps' solutions only)", name=fullname)
@@ -58,7 +67,8 @@ class Worker:
         self.path = course.step_file(step, target)
         self.module = None
         self.alerts: list[str] = []
-        self.lazy = False
+        self.held: list[str] = []   # what confinement holds (gpt2course.grade.sandbox's words)
+        self.fence = None
         self._device = None
 
     @property
@@ -90,6 +100,10 @@ class Worker:
                     yield
             else:
                 yield
+
+    def op_confinement(self, _):
+        """What confinement holds in this worker, in words (the judge puts it in the report)."""
+        return list(self.held)
 
     def op_load(self, _):
         self.module = learner.load(self.step, self.target)
@@ -211,7 +225,12 @@ def _preload() -> None:
 
     import gpt2course.device  # noqa: F401
     import gpt2course.run.engine  # noqa: F401
-    import solutions.solution_01  # noqa: F401  (GPT2Config, for configs the judge sends)
+    import solutions  # noqa: F401  (confined, the workspace's folder cannot be listed to find it)
+    import steps  # noqa: F401
+    try:
+        import solutions.solution_01  # noqa: F401  (GPT2Config, for configs the judge sends)
+    except ModuleNotFoundError:
+        pass  # grading step 01: its solution is hidden, and its checks send no config
 
 
 def main(argv=None) -> int:
@@ -229,24 +248,50 @@ def main(argv=None) -> int:
     me.on_error = error_of
     me.wrap = worker.around_call
     execute.set_reporter(lambda text: me.notify({"op": "say", "text": text}))
-    _preload()
-    if opts.confine:
-        confine(json.loads(opts.confine), worker)
-    _send_alerts(me, worker)
+    try:
+        start(opts, worker, me)
+    except BaseException:  # noqa: BLE001 - before the step is imported: the course's fault
+        import traceback
+
+        me.notify({"op": "fatal", "text": traceback.format_exc()[-4000:]})
+        return 70
     me.serve_forever()
     return 0
 
 
+def start(opts, worker: Worker, me: peer.Peer) -> None:
+    """Everything before the first request: network, imports, confinement."""
+    spec = json.loads(opts.confine) if opts.confine else None
+    if spec is not None and not spec.get("network", True):
+        from gpt2course.grade import sandbox
+
+        worker.held.append(sandbox.isolate_network())  # before MAX starts its threads
+    _preload()
+    if spec is not None:
+        confine(spec, worker)
+    _send_alerts(me, worker)
+
+
 def confine(spec: dict, worker: Worker) -> None:
     """Graded: the sandbox's rules on this process, the write fence, the import refuser."""
+    import linecache
+
     from gpt2course.grade import fence, sandbox
 
-    held = sandbox.confine(spec.get("read", []), spec.get("write", []), network=False)
-    worker.held = held
-    wf = fence.install_write_fence(spec.get("write", []))
+    # A traceback names lines of this package's files, which the worker may not read once
+    # confined: read them now, so formatting a learner's error reads nothing new.
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and path.endswith(".py") and (
+                module.__name__.startswith(("gpt2course", "solutions"))):
+            linecache.getlines(path)
+    worker.held += sandbox.confine(spec.get("read", []), spec.get("write", []),
+                                   network=bool(spec.get("network", True)),
+                                   listable=spec.get("listable", []))
+    wf = fence.install_write_fence(spec.get("write", []), spec.get("read", []))
     worker.fence = wf
     hidden = tuple(f"solutions.solution_{n:02d}" for n in range(worker.step, 100))
-    sys.meta_path.insert(0, Refuser(hidden, worker.alerts))
+    sys.meta_path.insert(0, Refuser(hidden, worker.alerts, os.path.realpath(worker.path)))
 
 
 def _send_alerts(me: peer.Peer, worker: Worker) -> None:
@@ -256,9 +301,10 @@ def _send_alerts(me: peer.Peer, worker: Worker) -> None:
     def send_with_alerts(header, value=None):
         found = list(worker.alerts)
         del worker.alerts[:]
-        wf = getattr(worker, "fence", None)
+        wf = worker.fence
         if wf is not None:
-            found += [f"write outside its workspace: {v}" for v in wf.violations]
+            found += [f"read outside its sandbox: {v[5:]}" if v.startswith("read ") else
+                      f"write outside its workspace: {v}" for v in wf.violations]
             del wf.violations[:]
         if found and header.get("kind") in ("reply", "raise"):
             header = dict(header, alerts=found)

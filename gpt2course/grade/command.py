@@ -8,9 +8,10 @@ reference solutions of the *earlier* steps only, and the student's file for that
 So a broken step 03 costs only step 03, and ``import solutions.solution_NN`` for the step
 being graded fails.
 
-Each check runs under ``gpt2course.grade.sandbox``: a wall-time limit, a memory
-limit, an output cap, a key on stdin that signs its report, a tamper guard, and (on Linux
-with Landlock) no writes outside its workspace. Verdicts: passed, failed, error, timeout,
+Each check is a judge that never imports the student's code and a worker that runs it,
+confined (``gpt2course.grade.sandbox``: what it may read and write, no network); around
+both, a wall-time limit, a memory limit, an output cap, and a key on the judge's stdin that
+signs its report (docs/grading.md says what is and is not defended). Verdicts: passed, failed, error, timeout,
 missing. Results: a table in the terminal and ``grades.json``, ``grades.csv``,
 ``summary.csv``, ``junit.xml`` and one capped log per check under ``--out``.
 

@@ -1,7 +1,8 @@
-"""The write fence of a graded check: an audit hook (PEP 578; it cannot be removed once added)
-that refuses and records Python-level writes outside the check's workspace, and signals to
-processes outside the check's session. Native code and child processes are not seen by it:
-the sandbox's Landlock rules (gpt2course.grade.sandbox) cover them where the kernel has Landlock.
+"""The fence of a graded check's worker: an audit hook (PEP 578; it cannot be removed once
+added) that refuses and records Python-level writes outside the worker's scratch folder (and
+MAX's cache), reads outside what it may read, and signals to processes outside the check's
+session. Native code and child processes are not seen by it: the sandbox's Landlock rules
+(gpt2course.grade.sandbox) cover them where the kernel has Landlock.
 """
 
 from __future__ import annotations
@@ -23,16 +24,37 @@ _PATH_EVENTS = {  # event -> indexes of (path, dir_fd) pairs among its arguments
 
 class WriteFence:
     """Audit hook: Python-level writes outside ``roots``, and signals to processes outside this
-    process's session (the grader, other students' checks), raise PermissionError and are recorded."""
+    process's session (the grader, other students' checks), raise PermissionError and are recorded.
+    With ``read_roots`` (a worker's), opening a file for reading outside them and ``roots`` is
+    refused and recorded too: Landlock refuses it as well where the kernel has it, but only
+    this hook can say who tried."""
 
-    def __init__(self, roots):
+    def __init__(self, roots, read_roots=None):
         self.roots = [os.path.realpath(r) for r in roots]
+        self.read_roots = None if read_roots is None else [os.path.realpath(r) for r in read_roots]
         self.violations: list[str] = []
         self._busy = threading.local()
 
-    def allowed(self, path) -> bool:
+    @staticmethod
+    def _beneath(path, roots) -> bool:
         real = os.path.realpath(path)
-        return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in self.roots)
+        return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+    def allowed(self, path) -> bool:
+        return self._beneath(path, self.roots)
+
+    def _read(self, args) -> None:
+        resolved = self._resolve(args[0], None) if args else None
+        if resolved is None or self._beneath(resolved, self.read_roots) or self.allowed(resolved):
+            return
+        if getattr(self._busy, "on", False):
+            return
+        self._busy.on = True
+        try:
+            self.violations.append(f"read {resolved}")
+        finally:
+            self._busy.on = False
+        raise PermissionError(errno.EACCES, "grading: reads outside the sandbox are refused", resolved)
 
     @staticmethod
     def _resolve(path, dir_fd):
@@ -69,6 +91,8 @@ class WriteFence:
             return self._signal(event, args)
         if event == "open":
             if len(args) < 3 or not isinstance(args[2], int) or not args[2] & _WRITE_FLAGS:
+                if self.read_roots is not None:
+                    self._read(args)
                 return
             targets = [(args[0], None)]
         elif event in _PATH_EVENTS:
@@ -97,7 +121,7 @@ class WriteFence:
             self._busy.on = False
 
 
-def install_write_fence(roots) -> WriteFence:
-    fence = WriteFence(roots)
+def install_write_fence(roots, read_roots=None) -> WriteFence:
+    fence = WriteFence(roots, read_roots)
     sys.addaudithook(fence)
     return fence

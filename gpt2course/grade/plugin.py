@@ -1,32 +1,35 @@
 """The grader's half of a graded check, loaded only by the grader (``-p gpt2course.grade.plugin``).
 
-It reads the report key from stdin, installs the write fence and the tamper guard before any
-student code is imported (that happens in the ``step`` fixture of gpt2course.check.plugin),
-records each result as it is first made, and signs the report at the end. The learner's
-plugin sees it only as its ``observer``.
+This process is the judge: it never imports the code under check (the step fixture of
+gpt2course.check.plugin runs it in a worker process, gpt2course.check.remote). Here it
+reads the report key from stdin, draws this run's secret seed (the checks' weights and
+inputs), tells each worker how to confine itself (what it may read and write, no network;
+gpt2course.grade.sandbox), turns what the workers' fences and import refusers saw into
+problems, and signs the report at the end. The learner's plugin sees it only as its
+``observer``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import secrets
 import select
-import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from gpt2course.course import ROOT
 from gpt2course.errors import CheckFailure
-from gpt2course.grade import fence, guard, signing
+from gpt2course.grade import signing
 
 
 def pytest_addoption(parser):
-    parser.getgroup("gpt2course grading").addoption(
-        "--grade-writable", action="append", default=[], metavar="PATH",
-        help="a folder the check may write besides its workspace (the grader passes these)")
+    group = parser.getgroup("gpt2course grading")
+    group.addoption("--grade-writable", action="append", default=[], metavar="PATH",
+                    help="a folder the check's worker may write besides its scratch folder (the grader "
+                    "passes MAX's cache and these)")
+    group.addoption("--grade-public-inputs", action="store_true",
+                    help="use the public seeded checkpoints instead of a secret seed (tests only)")
 
 
 _GRADING = None  # this process's _Grading: pytest_runtest_logfinish is given no config
@@ -38,20 +41,25 @@ def pytest_configure(config):
 
 
 class _Grading:
-    """A graded run: the key from stdin, the write fence, the tamper guard, what was collected.
-
-    Everything here happens before any student code is imported (that happens in the
-    ``step`` fixture), so what it records is what the checking code was before."""
+    """A graded run: the key from stdin, the secret seed, the workers' rules, their reports."""
 
     def __init__(self, config):
         self.mac = self._read_key(config)
-        roots = [str(ROOT), tempfile.gettempdir(), os.devnull, *config.getoption("--grade-writable")]
-        self.fence = fence.install_write_fence(roots)
-        self.guard = None
         self.collected: dict[int, int] = {}
         self.problems: list[str] = []
-        self.ledger: list[tuple[int, str]] = []  # each result as first recorded, frozen as text
+        self.remotes: list = []
         self.config = config
+        self.judge_dir = ROOT / ".judge"       # the judge's own files: no worker may read them
+        self.scratch = ROOT / "worker"         # the only folder a worker may write (and MAX's cache)
+        self.judge_dir.mkdir(exist_ok=True)
+        self.scratch.mkdir(exist_ok=True)
+        (self.scratch / "tmp").mkdir(exist_ok=True)
+        self.seed = None
+        if not config.getoption("--grade-public-inputs"):
+            from gpt2course.check import harness
+
+            self.seed = secrets.randbits(31)
+            harness.use_secret_seed(self.seed, self.judge_dir / "checkpoints")
 
     @staticmethod
     def _read_key(config):
@@ -79,48 +87,53 @@ class _Grading:
         except ValueError:
             return None
 
-    def start(self, session):
-        for item in session.items:
-            number = getattr(getattr(item, "module", None), "STEP", None)
-            if number is not None:
-                self.collected[number] = self.collected.get(number, 0) + 1
-        tests = [name for name, mod in list(sys.modules.items())
-                 if getattr(mod, "__file__", None) and Path(mod.__file__).resolve().parent == ROOT / "tests"]
-        self.guard = guard.Guard(extra_modules=tests).snapshot(session.config.pluginmanager)
+    def worker_options(self, number: int) -> dict:
+        """How the step fixture starts this step's worker: confined, in its scratch folder.
+
+        MAX's default eager executor compiles in a pool of processes started on first use:
+        started before the worker confines itself it would stay outside the rules (and take
+        pickled work from inside them); after, it cannot start a Python at all. So a graded
+        worker runs MAX's in-process executor (MAX_EAGER_EXECUTOR=fallback-internal, MAX's own
+        name, read when max is imported)."""
+        from gpt2course.grade import sandbox
+        from gpt2course.max_install import child_env
+
+        spec = sandbox.worker_spec(ROOT, number, [str(self.scratch)])
+        spec["write"] += list(self.config.getoption("--grade-writable"))
+        spec["network"] = False
+        env = {k: v for k, v in child_env().items() if not k.startswith(("PYTEST_", "GPT2_COURSE"))}
+        env.update(PYTHONPATH=str(ROOT), TMPDIR=str(self.scratch / "tmp"), PYTHONDONTWRITEBYTECODE="1",
+                   MAX_EAGER_EXECUTOR="fallback-internal")
+        return {"confine": json.dumps(spec), "env": env, "cwd": str(self.scratch)}
+
+    def started(self, remote) -> None:
+        """The worker is up (the step loaded, or failed to): note what its confinement holds."""
+        if not getattr(self, "held", None) and remote.proc is not None:
+            try:
+                self.held = remote.ask("confinement", None, doing="reporting its confinement")
+            except CheckFailure:
+                self.held = []
+        self.check()
 
     def check(self) -> None:
-        found = list(self.fence.violations)
-        del self.fence.violations[:]
-        for v in found:
-            self.problems.append(f"the submission tried to write outside its workspace: {v}")
-        if self.guard is not None:
-            for p in self.guard.verify():
-                self.problems.append(f"the submission modified the checking code: {p}")
-
-    @contextlib.contextmanager
-    def watching(self, cm):
-        try:
-            with cm:
-                yield
-        finally:
-            self.check()
+        """What the workers' fences and import refusers reported since the last look."""
+        for remote in self.remotes:
+            found, remote.alerts[:] = list(remote.alerts), []
+            for alert in found:
+                self.problems.append(f"the submission tried to reach outside its sandbox: {alert}")
 
     def entry(self, item, call, entry) -> None:
         if item.get_closest_marker("needs_gpu") is not None and entry["outcome"] == "skipped":
             entry["gpu_only"] = True
         if call.excinfo is not None and not isinstance(call.excinfo.value, CheckFailure):
             entry["exception"] = type(call.excinfo.value).__name__
-        self.ledger.append((getattr(item.module, "STEP", None), json.dumps(entry, sort_keys=True, default=str)))
 
     def finish(self, report: dict) -> dict:
         self.check()
-        results = self.config._gpt2_results
-        now = [(n, json.dumps(c, sort_keys=True, default=str)) for n in results for c in results[n]]
-        if sorted(now, key=str) != sorted(self.ledger, key=str):
-            self.problems.append("the submission modified the checking code: "
-                                 "results were changed after they were recorded")
         report["grading"] = {"collected": {f"{n:02d}": c for n, c in sorted(self.collected.items())},
-                             "problems": self.problems[:50], "signed": self.mac is not None}
+                             "problems": self.problems[:50], "signed": self.mac is not None,
+                             "inputs": "public seed" if self.seed is None else f"secret seed {self.seed}",
+                             "confinement": list(getattr(self, "held", None) or [])}
         if self.mac is not None:
             report["signature"] = signing.sign(self.mac, report)
         return report
@@ -129,8 +142,10 @@ class _Grading:
 @pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session):
     grading = session.config._gpt2_grading
-    if grading is not None:
-        grading.start(session)
+    for item in session.items:
+        number = getattr(getattr(item, "module", None), "STEP", None)
+        if number is not None:
+            grading.collected[number] = grading.collected.get(number, 0) + 1
 
 
 def pytest_runtest_logfinish(nodeid, location):
