@@ -55,6 +55,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config._gpt2_results = {}
+    config._gpt2_printed = {}  # step -> what its code printed, summed up (shown with its results)
     execute.set_reporter(_live_writer(config))
     spec = config.getoption("--weights")
     if spec:
@@ -152,6 +153,9 @@ def step(request):
             s.watch.started(s.remote)
     yield s
     s.remote.close()
+    printed = s.remote.printed_summary()
+    if printed:
+        config._gpt2_printed[number] = printed
 
 
 def _title(item) -> str:
@@ -210,6 +214,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                     tr.write_line(f"        {line}")
                 if c.get("hint"):
                     tr.write_line(f"        hint: {c['hint']}", yellow=True)
+        for line in (config._gpt2_printed.get(number) or "").splitlines():
+            tr.write_line(line)
         passed = sum(c["outcome"] == "passed" for c in checks)
         failed = any(c["outcome"] == "failed" for c in checks)
         status = "failed" if failed or passed == 0 else "passed"

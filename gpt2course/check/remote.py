@@ -37,6 +37,8 @@ class Remote:
         self.prefix, self.confine = list(prefix), confine
         self.env, self.cwd = env, cwd
         self.proc: subprocess.Popen | None = None
+        self.output: OutputTap | None = None
+        self.printed: list[OutputTap] = []  # the output of every worker this step started
         self.fatal: str | None = None  # why the worker could not start, if it said
         self.peer: peer.Peer | None = None
         self.alerts: list[str] = []
@@ -72,10 +74,12 @@ class Remote:
         env = self.env if self.env is not None else child_env()
         try:
             self.proc = subprocess.Popen(self.command(to_worker_r, to_judge_w), env=env, cwd=self.cwd,
-                                         pass_fds=(to_worker_r, to_judge_w), stdin=subprocess.DEVNULL)
+                                         pass_fds=(to_worker_r, to_judge_w), stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         finally:
             os.close(to_worker_r)
             os.close(to_judge_w)
+        self.output = OutputTap(self.proc.stdout)
         self.peer = peer.Peer(wire.Channel(to_judge_r, to_worker_w), "$j", "worker")
         self.peer.on_notice = self._notice
         self.peer.on_error = _judge_error
@@ -100,7 +104,21 @@ class Remote:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+            self.output.join()
+            self.printed.append(self.output)
         self.proc = self.peer = None
+
+    def printed_summary(self) -> str | None:
+        """What the code under check printed, in a few lines (None if nothing)."""
+        total = sum(t.total for t in self.printed)
+        if not total:
+            return None
+        tail = b"".join(t.tail for t in self.printed[-1:]).decode("utf-8", "replace").splitlines()[-8:]
+        cut = sum(t.total - len(t.head) - len(t.tail) for t in self.printed if t.total > len(t.head) + len(t.tail))
+        lines = [f"  the code under check printed {total} bytes" +
+                 (f" ([... {cut} bytes cut ...]: the first and last {OutputTap.KEEP // 1024} KiB are kept)"
+                  if cut > 0 else "") + "; its last lines:"]
+        return "\n".join(lines + [f"    | {line[:300]}" for line in tail])
 
     def how_it_died(self) -> str:
         """How the worker ended, in a learner's words."""
@@ -110,6 +128,12 @@ class Remote:
         except subprocess.TimeoutExpired:
             proc.kill()
             return "it stopped answering (it was killed)"
+        self.output.join()
+        said = self.output.tail.decode("utf-8", "replace").strip().splitlines()[-6:]
+        if said and not self.fatal:
+            said_text = "\n  its last output:\n" + "\n".join(f"    | {line[:300]}" for line in said)
+        else:
+            said_text = ""
         if self.fatal:
             last = self.fatal.strip().splitlines()[-1]
             return (f"it could not start, before your code was imported (the course's checking code "
@@ -121,9 +145,9 @@ class Remote:
                    "SIGKILL": "killed: most often for using too much memory",
                    "SIGABRT": "aborted by native code (a failed assertion in a C library or in MAX)",
                    "SIGBUS": "a bus error in native code"}.get(name, "a signal")
-            return f"it was ended by {name}: {why}"
+            return f"it was ended by {name}: {why}{said_text}"
         return (f"it exited with code {rc} (os._exit or exit() in the code under check ends the "
-                "process; a step's code must return, not exit)")
+                f"process; a step's code must return, not exit){said_text}")
 
     # -- asking ---------------------------------------------------------------------------
     def ask(self, op: str, value=None, *, doing: str, **header):
@@ -219,6 +243,37 @@ class Remote:
 
     def cached_model(self, module: Proxy, config, weights: dict, *, what: str, doing: str) -> Proxy:
         return self.ask("cached_model", (module, config, weights, what), doing=doing)
+
+
+class OutputTap:
+    """Reads what the worker prints (the code under check's print(), MAX's native messages)
+    on a thread, keeping the first and last KEEP bytes: a step that prints without end fills
+    neither the judge's memory nor a disk."""
+
+    KEEP = 32 << 10
+
+    def __init__(self, stream):
+        import threading
+
+        self.stream, self.head, self.tail, self.total = stream, b"", b"", 0
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        while True:
+            chunk = self.stream.read1(1 << 16) if hasattr(self.stream, "read1") else self.stream.read(1 << 16)
+            if not chunk:
+                break
+            self.total += len(chunk)
+            if len(self.head) < self.KEEP:
+                take = self.KEEP - len(self.head)
+                self.head, chunk = self.head + chunk[:take], chunk[take:]
+            if chunk:
+                self.tail = (self.tail + chunk)[-self.KEEP:]
+        self.stream.close()
+
+    def join(self) -> None:
+        self.thread.join(timeout=10)
 
 
 def _judge_error(exc: BaseException, message: dict) -> dict:
