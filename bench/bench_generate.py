@@ -210,6 +210,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="prefill runs per measurement (median)")
     p.add_argument("--rounds", type=int, default=3,
                    help="times each side is measured, alternating; each figure's best round counts")
+    p.add_argument("--ours-only", action="store_true",
+                   help="measure our side only (the family's shapes: `--weights seeded-medium --ours-only`)")
     p.add_argument("--side", choices=["max", "hf"], help=argparse.SUPPRESS)
     p.add_argument("--json", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -249,7 +251,8 @@ def main(argv=None) -> int:
         runs = {"max": [], "hf": []}
         for r in range(args.rounds):
             # alternate which side goes first, so neither always gets the quieter moment
-            for side in (("max", "hf") if r % 2 == 0 else ("hf", "max")):
+            order = ("max", "hf") if r % 2 == 0 else ("hf", "max")
+            for side in (("max",) if args.ours_only else order):
                 name = "MAX" if side == "max" else "Hugging Face"
                 print(f"[{device}] round {r + 1}/{args.rounds}: {name} ...", end=" ", flush=True)
                 res = run_side(side, args, device)
@@ -258,7 +261,15 @@ def main(argv=None) -> int:
                       + ", ".join(f"{n}: {ms:.0f} ms" for n, ms in res["prefill_ms"].items())
                       + f" (load {load:.1f})", flush=True)
                 runs[side].append(res)
+        if args.ours_only:
+            ours = best(runs["max"])
+            print(f"\n=== {device.upper()}: ours only, GPT-2 ({args.weights_desc}), fp32, batch 1: decode "
+                  f"{ours['decode_tokens_per_s']:.1f} tokens/s, peak RSS {ours['peak_rss_mb']:.0f} MiB, "
+                  f"load / compile {ours['setup_s']:.1f} s ===")
+            continue
         speedup[device] = report(best(runs["max"]), best(runs["hf"]), args, device)
+    if args.ours_only:
+        return 0
     for device in devices[1:]:
         print(f"decode speedup vs HF ({device}): {speedup[device]:.2f}")
     print(f"decode speedup vs HF: {speedup[devices[0]]:.2f}")

@@ -103,6 +103,6 @@ def test_judge_never_imports_the_step(tmp_path):
     try:
         r.load()
         assert r.export("x") == 1
-        assert marker not in sys.modules and "step_01" not in "".join(sys.modules)
+        assert marker not in sys.modules  # the step's import ran in the worker only
     finally:
         r.close()
