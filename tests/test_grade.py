@@ -408,3 +408,18 @@ def test_precomputed_outputs_pass_only_on_the_public_inputs(graded):
     result = json.loads(report.read_text())["steps"]["03"]
     assert result["status"] == "passed", done.stdout[-3000:]
     assert graded["results"]["students"]["parrot"]["steps"]["03"]["status"] == "failed"
+
+
+def test_a_step_that_imports_earlier_solutions_is_graded(tmp_path):
+    """Steps 04-13 import earlier solutions; the confined worker imports them after confining
+    itself (the import system also looks for their bytecode, which must not count against the
+    student). Step 08 imports solutions.solution_03, which the worker has not preloaded."""
+    klass = tmp_path / "class"
+    (klass / "ann" / "steps").mkdir(parents=True)
+    (klass / "ann" / "steps" / "step_08.py").write_text(
+        skeleton.completed(course.solution_file(8).read_text()))
+    proc = run_grade(klass, tmp_path / "out", "--steps", "08", "--jobs", "1", "--timeout", "900")
+    out, err = proc.communicate(timeout=1200)
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    result = json.loads((tmp_path / "out" / "grades.json").read_text())["students"]["ann"]["steps"]["08"]
+    assert result["status"] == "passed", result

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from gpt2course.check import learner, remote, wire
+from gpt2course.check import learner, remote
 from gpt2course.errors import CheckFailure
 
 

@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 from gpt2course import course
 from gpt2course.check import execute, peer, wire
@@ -280,7 +279,3 @@ def _judge_error(exc: BaseException, message: dict) -> dict:
     """A judge-side object the worker called (a stand-in model) raised: say so plainly."""
     text = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
     return {"type": "judge", "message": f"the check's object raised {text}"}
-
-
-def worker_file() -> Path:
-    return Path(__file__).with_name("worker.py")
