@@ -111,18 +111,18 @@ def side_hf(args) -> dict:
             ids = torch.from_numpy(prompt_ids(n, vocab)).to(device)
 
             def prefill():
-                o = model(ids, cache=DynamicCache(), use_cache=True, logits_to_keep=1)
+                o = model(ids, past_key_values=DynamicCache(), use_cache=True, logits_to_keep=1)
                 o.logits[:, -1].float().cpu().numpy()
             out["prefill_ms"][str(n)] = median_ms(prefill, args.repeats)
         ids = torch.from_numpy(prompt_ids(args.decode_prompt, vocab)).to(device)
-        o = model(ids, cache=DynamicCache(), use_cache=True, logits_to_keep=1)
+        o = model(ids, past_key_values=DynamicCache(), use_cache=True, logits_to_keep=1)
         past = o.past_key_values
         token = o.logits[:, -1].argmax(-1, keepdim=True)
         tokens = [int(token[0, 0])]
         sync()
         t0 = time.perf_counter()
         for _ in range(args.new_tokens):
-            o = model(token, cache=past, use_cache=True)
+            o = model(token, past_key_values=past, use_cache=True)
             past = o.past_key_values
             token = o.logits[:, -1].argmax(-1, keepdim=True)
             tokens.append(int(token[0, 0]))

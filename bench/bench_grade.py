@@ -54,14 +54,17 @@ FORWARD = re.compile(r"^(?P<indent>[ \t]*)def forward\(self, (?P<arg>\w+)[^\n]*\
 
 def distinct(text: str, i: int) -> str:
     """The same code, building a graph of its own: each forward() starts with
-    ``x = x + x * 0 * i`` (exactly x, but a constant no other student's graph has), so MAX
-    compiles it as it would a student's own code instead of loading it from its cache."""
+    ``x = x + x * 0 * i`` (exactly x, but a constant no other student's graph has: MAX keys its
+    cache on the graph, constants included), so MAX compiles it as it would a student's own
+    code instead of loading it from its cache. ``i`` is drawn per run (``main``), so a second
+    run does not find the first one's graphs either."""
     def add(m):
         return f"{m.group(0)}{m.group('indent')}    {m.group('arg')} = {m.group('arg')} + {m.group('arg')} * 0 * {i}\n"
     return FORWARD.sub(add, text)
 
 
-def build_class(dest: Path, students: int, steps: list[int], skeletons: float, differ: bool = False) -> None:
+def build_class(dest: Path, students: int, steps: list[int], skeletons: float, differ: int = 0) -> None:
+    """``differ``: 0, or the first of the constants that make each student's graphs their own."""
     n_skel = round(students * skeletons)
     for i in range(students):
         folder = dest / f"student{i + 1:02d}" / "steps"
@@ -70,7 +73,7 @@ def build_class(dest: Path, students: int, steps: list[int], skeletons: float, d
         for n in steps:
             text = skeleton.completed((ROOT / source.format(n=n)).read_text()) if i >= n_skel else \
                 (ROOT / source.format(n=n)).read_text()
-            (folder / f"step_{n:02d}.py").write_text(distinct(text, i + 1) if differ and i >= n_skel else text)
+            (folder / f"step_{n:02d}.py").write_text(distinct(text, differ + i) if differ and i >= n_skel else text)
 
 
 def grade_class(tree: Path, klass: Path, out: Path, steps, jobs, args) -> tuple[float, dict]:
@@ -121,7 +124,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-grade-"))
     before = None
     try:
-        build_class(work / "class", args.students, steps, args.skeletons, args.distinct)
+        import secrets
+
+        build_class(work / "class", args.students, steps, args.skeletons,
+                    (2 + secrets.randbelow(1 << 22)) if args.distinct else 0)  # exact in float32
         print(f"grading {args.students} students x {len(steps)} steps "
               f"({args.students * len(steps)} checks), {jobs} at a time, on {os.cpu_count()} cores"
               f"{', every student building graphs of their own' if args.distinct else ''} ...", flush=True)

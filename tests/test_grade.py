@@ -415,11 +415,19 @@ def test_a_step_that_imports_earlier_solutions_is_graded(tmp_path):
     itself (the import system also looks for their bytecode, which must not count against the
     student). Step 08 imports solutions.solution_03, which the worker has not preloaded."""
     klass = tmp_path / "class"
-    (klass / "ann" / "steps").mkdir(parents=True)
-    (klass / "ann" / "steps" / "step_08.py").write_text(
-        skeleton.completed(course.solution_file(8).read_text()))
-    proc = run_grade(klass, tmp_path / "out", "--steps", "08", "--jobs", "1", "--timeout", "900")
+    solution = skeleton.completed(course.solution_file(8).read_text())
+    raising = solution.replace("    return input_tensor + sublayer_output",
+                               "    raise ValueError('the shapes do not match, says the student')")
+    assert raising != solution
+    for name, text in (("ann", solution), ("bob", raising)):
+        (klass / name / "steps").mkdir(parents=True)
+        (klass / name / "steps" / "step_08.py").write_text(text)
+    proc = run_grade(klass, tmp_path / "out", "--steps", "08", "--jobs", "2", "--timeout", "900")
     out, err = proc.communicate(timeout=1200)
     assert proc.returncode == 0, out[-3000:] + err[-3000:]
-    result = json.loads((tmp_path / "out" / "grades.json").read_text())["students"]["ann"]["steps"]["08"]
-    assert result["status"] == "passed", result
+    students = json.loads((tmp_path / "out" / "grades.json").read_text())["students"]
+    assert students["ann"]["steps"]["08"]["status"] == "passed", students["ann"]
+    # An exception deep in a call from the judge: its traceback names the worker's own files,
+    # which the confined worker may not read; that must not count against the student.
+    bob = students["bob"]["steps"]["08"]
+    assert bob["status"] == "failed" and "ValueError" in bob["message"], bob

@@ -91,9 +91,9 @@ def hf_trap_logits(token_pos: int, *, position: int | None, with_cache: bool) ->
     with torch.no_grad():
         past = DynamicCache()
         if with_cache:
-            model(x[:, :token_pos], cache=past, use_cache=True)
+            model(x[:, :token_pos], past_key_values=past, use_cache=True)
         pos = token_pos if position is None else position
-        out = model(x[:, token_pos:token_pos + 1], cache=past, use_cache=True,
+        out = model(x[:, token_pos:token_pos + 1], past_key_values=past, use_cache=True,
                     position_ids=torch.full((x.shape[0], 1), pos, dtype=torch.long))
     return out.logits.float().numpy()
 

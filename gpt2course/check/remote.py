@@ -112,7 +112,8 @@ class Remote:
         total = sum(t.total for t in self.printed)
         if not total:
             return None
-        tail = b"".join(t.tail for t in self.printed[-1:]).decode("utf-8", "replace").splitlines()[-8:]
+        tail = [line for line in b"".join(t.tail for t in self.printed[-1:]).decode("utf-8", "replace").splitlines()
+                if line.strip()][-8:]
         cut = sum(t.total - len(t.head) - len(t.tail) for t in self.printed if t.total > len(t.head) + len(t.tail))
         lines = [f"  the code under check printed {total} bytes" +
                  (f" ([... {cut} bytes cut ...]: the first and last {OutputTap.KEEP // 1024} KiB are kept)"

@@ -280,11 +280,11 @@ def confine(spec: dict, worker: Worker) -> None:
 
     # A traceback names lines of this package's files, which the worker may not read once
     # confined: read them now, so formatting a learner's error reads nothing new.
+    root = os.path.realpath(course.ROOT)
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
-        if isinstance(path, str) and path.endswith(".py") and (
-                module.__name__.startswith(("gpt2course", "solutions"))):
-            linecache.getlines(path)
+        if isinstance(path, str) and path.endswith(".py") and os.path.realpath(path).startswith(root + os.sep):
+            linecache.getlines(path)  # this package (with __main__, this file) and the solutions
     worker.held += sandbox.confine(spec.get("read", []), spec.get("write", []),
                                    network=bool(spec.get("network", True)),
                                    listable=spec.get("listable", []))
