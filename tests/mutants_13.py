@@ -60,6 +60,7 @@ MUTANTS = [
 ]
 
 SAYS = {
+    "positions not offset by the cache length": "embedded at position 0",
     "ignores end-of-text": "ignores eos_token_id",
     "emits past end-of-text": "after its end-of-text",
     "stops at the first row's end-of-text": "ONE row",
