@@ -59,6 +59,7 @@ class Peer:
         self.on_error = None                 # makes an exception of ours into an error dict
         self.wrap = None                     # wrap(message): a context around our objects' calls
         self.alerts: list[str] = []          # what the other side's replies reported (the worker's)
+        self.take_alerts = None              # () -> what our replies report (the worker's fence)
 
     # -- using the other side's objects (the judge replaces these to add its context) -----
     def call(self, proxy: "Proxy", args, kwargs):
@@ -144,12 +145,18 @@ class Peer:
                 raise
             error = self.on_error(exc, message) if self.on_error else {
                 "type": "error", "message": f"{type(exc).__name__}: {exc}"}
-            self.send({"kind": "raise", "error": error})
+            self.send(self._reported({"kind": "raise", "error": error}))
             return
+        header = self._reported({"kind": "reply"})
         try:
-            self.send({"kind": "reply"}, result)
+            self.send(header, result)
         except TypeError as exc:
-            self.send({"kind": "raise", "error": {"type": "wire", "message": str(exc)}})
+            self.send(dict(header, kind="raise", error={"type": "wire", "message": str(exc)}))
+
+    def _reported(self, header: dict) -> dict:
+        """A reply's header, with what ``take_alerts`` has to report since the last reply."""
+        found = self.take_alerts() if self.take_alerts is not None else []
+        return dict(header, alerts=found) if found else header
 
     def run(self, message: dict, value):
         op = message.get("op")

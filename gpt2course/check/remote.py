@@ -26,14 +26,14 @@ Proxy = peer.Proxy
 
 
 class Remote:
-    """The worker of one step. ``prefix``: a command the worker is started under (the
-    grader's sandbox); ``confine``: the rules it applies to itself (JSON text), or None."""
+    """The worker of one step. ``confine``: the rules it applies to itself (JSON text, the
+    grader's), or None; ``env`` and ``cwd``: where it runs (default: the judge's)."""
 
-    def __init__(self, step: int, target: str, device_name: str, *, prefix=(), confine: str | None = None,
+    def __init__(self, step: int, target: str, device_name: str, *, confine: str | None = None,
                  env: dict | None = None, cwd: str | None = None):
         self.step, self.target, self.device_name = step, target, device_name
         self.path = course.step_file(step, target)
-        self.prefix, self.confine = list(prefix), confine
+        self.confine = confine
         self.env, self.cwd = env, cwd
         self.proc: subprocess.Popen | None = None
         self.output: OutputTap | None = None
@@ -43,7 +43,6 @@ class Remote:
         self.alerts: list[str] = []
         self.loaded = False
         self.loaded_once = False  # a fresh worker (after one died) loads the step again first
-        self.deaths: list[str] = []
         self._lazy = False
         self.doings: list[str] = []  # what the check is doing (step.errors), innermost last
 
@@ -65,7 +64,7 @@ class Remote:
                "--target", str(self.target), "--device", self.device_name, "--fds", f"{read_fd},{write_fd}"]
         if self.confine:
             cmd += ["--confine", self.confine]
-        return self.prefix + cmd
+        return cmd
 
     def start(self) -> None:
         to_worker_r, to_worker_w = os.pipe()
@@ -112,13 +111,10 @@ class Remote:
         total = sum(t.total for t in self.printed)
         if not total:
             return None
-        tail = [line for line in b"".join(t.tail for t in self.printed[-1:]).decode("utf-8", "replace").splitlines()
-                if line.strip()][-8:]
         cut = sum(t.total - len(t.head) - len(t.tail) for t in self.printed if t.total > len(t.head) + len(t.tail))
-        lines = [f"  the code under check printed {total} bytes" +
-                 (f" ([... {cut} bytes cut ...]: the first and last {OutputTap.KEEP // 1024} KiB are kept)"
-                  if cut > 0 else "") + "; its last lines:"]
-        return "\n".join(lines + [f"    | {line[:300]}" for line in tail])
+        return (f"  the code under check printed {total} bytes" +
+                (f" ([... {cut} bytes cut ...]: the first and last {OutputTap.KEEP // 1024} KiB are kept)"
+                 if cut > 0 else "") + "; its last lines:" + self.printed[-1].last_lines(8))
 
     def how_it_died(self) -> str:
         """How the worker ended, in a learner's words."""
@@ -129,11 +125,8 @@ class Remote:
             proc.kill()
             return "it stopped answering (it was killed)"
         self.output.join()
-        said = self.output.tail.decode("utf-8", "replace").strip().splitlines()[-6:]
-        if said and not self.fatal:
-            said_text = "\n  its last output:\n" + "\n".join(f"    | {line[:300]}" for line in said)
-        else:
-            said_text = ""
+        said = self.output.last_lines(6)
+        said_text = "\n  its last output:" + said if said and not self.fatal else ""
         if self.fatal:
             last = self.fatal.strip().splitlines()[-1]
             return (f"it could not start, before your code was imported (the course's checking code "
@@ -160,7 +153,6 @@ class Remote:
             result = self._request(dict(header, op=op, doing=doing), value)
         except (wire.Closed, BrokenPipeError):
             how = self.how_it_died()
-            self.deaths.append(how)
             self.proc, self.peer, self.loaded = None, None, False
             raise CheckFailure(f"step {self.step:02d}: the process running your code ended while "
                                f"{doing}: {how}",
@@ -274,6 +266,11 @@ class OutputTap:
 
     def join(self) -> None:
         self.thread.join(timeout=10)
+
+    def last_lines(self, n: int) -> str:
+        """The last ``n`` lines that are not blank, each on a line of its own after "    | "."""
+        lines = [line for line in self.tail.decode("utf-8", "replace").splitlines() if line.strip()][-n:]
+        return "".join(f"\n    | {line[:300]}" for line in lines)
 
 
 def _judge_error(exc: BaseException, message: dict) -> dict:

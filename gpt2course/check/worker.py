@@ -101,6 +101,15 @@ class Worker:
             else:
                 yield
 
+    def take_alerts(self) -> list[str]:
+        """What the import refuser and the fence saw since the last reply (the judge records it)."""
+        found, self.alerts[:] = list(self.alerts), []
+        if self.fence is not None:
+            found += [f"read outside its sandbox: {v[5:]}" if v.startswith("read ") else
+                      f"write outside its workspace: {v}" for v in self.fence.violations]
+            del self.fence.violations[:]
+        return found
+
     def op_confinement(self, _):
         """What confinement holds in this worker, in words (the judge puts it in the report)."""
         return list(self.held)
@@ -115,15 +124,13 @@ class Worker:
         return learner.export(self.module, self.step, str(name), self.path)
 
     def op_describe(self, obj):
-        kind = obj if isinstance(obj, type) else type(obj)
         fields = [f.name for f in dataclasses.fields(obj)] if dataclasses.is_dataclass(obj) else []
         try:
             attrs = sorted(vars(obj)) if not isinstance(obj, type) else []
         except TypeError:
             attrs = []
-        return {"type": kind.__name__, "dataclass": dataclasses.is_dataclass(obj), "fields": fields,
-                "attributes": [str(a) for a in attrs][:1000], "is_class": isinstance(obj, type),
-                "callable": callable(obj)}
+        return {"dataclass": dataclasses.is_dataclass(obj), "fields": fields,
+                "attributes": [str(a) for a in attrs][:1000]}
 
     def op_parameters(self, module):
         return {"shapes": execute.parameter_shapes(module),
@@ -269,7 +276,7 @@ def start(opts, worker: Worker, me: peer.Peer) -> None:
     _preload()
     if spec is not None:
         confine(spec, worker)
-    _send_alerts(me, worker)
+    me.take_alerts = worker.take_alerts
 
 
 def confine(spec: dict, worker: Worker) -> None:
@@ -288,30 +295,9 @@ def confine(spec: dict, worker: Worker) -> None:
     worker.held += sandbox.confine(spec.get("read", []), spec.get("write", []),
                                    network=bool(spec.get("network", True)),
                                    listable=spec.get("listable", []))
-    wf = fence.install_write_fence(spec.get("write", []), spec.get("read", []))
-    worker.fence = wf
+    worker.fence = fence.install_write_fence(spec.get("write", []), spec.get("read", []))
     hidden = tuple(f"solutions.solution_{n:02d}" for n in range(worker.step, 100))
     sys.meta_path.insert(0, Refuser(hidden, worker.alerts, os.path.realpath(worker.path)))
-
-
-def _send_alerts(me: peer.Peer, worker: Worker) -> None:
-    """Every reply carries what the worker's fence and refuser saw since the last one."""
-    send = me.send
-
-    def send_with_alerts(header, value=None):
-        found = list(worker.alerts)
-        del worker.alerts[:]
-        wf = worker.fence
-        if wf is not None:
-            found += [f"read outside its sandbox: {v[5:]}" if v.startswith("read ") else
-                      f"write outside its workspace: {v}" for v in wf.violations]
-            del wf.violations[:]
-        if found and header.get("kind") in ("reply", "raise"):
-            header = dict(header, alerts=found)
-        elif found:
-            worker.alerts[:0] = found
-        send(header, value)
-    me.send = send_with_alerts
 
 
 if __name__ == "__main__":

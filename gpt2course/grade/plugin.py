@@ -48,6 +48,7 @@ class _Grading:
         self.collected: dict[int, int] = {}
         self.problems: list[str] = []
         self.remotes: list = []
+        self.held: list[str] | None = None     # what the first worker's confinement held
         self.config = config
         self.judge_dir = ROOT / ".judge"       # the judge's own files: no worker may read them
         self.scratch = ROOT / "worker"         # the only folder a worker may write (and MAX's cache)
@@ -108,7 +109,7 @@ class _Grading:
 
     def started(self, remote) -> None:
         """The worker is up (the step loaded, or failed to): note what its confinement holds."""
-        if not getattr(self, "held", None) and remote.proc is not None:
+        if self.held is None and remote.proc is not None:
             try:
                 self.held = remote.ask("confinement", None, doing="reporting its confinement")
             except CheckFailure:
@@ -133,7 +134,7 @@ class _Grading:
         report["grading"] = {"collected": {f"{n:02d}": c for n, c in sorted(self.collected.items())},
                              "problems": self.problems[:50], "signed": self.mac is not None,
                              "inputs": "public seed" if self.seed is None else f"secret seed {self.seed}",
-                             "confinement": list(getattr(self, "held", None) or [])}
+                             "confinement": list(self.held or [])}
         if self.mac is not None:
             report["signature"] = signing.sign(self.mac, report)
         return report

@@ -74,9 +74,12 @@ def prepare_checkpoints(names: list[str]) -> None:
 
 
 def modular_cache() -> Path:
-    """MAX's kernel cache, shared by every check (HOME is left alone so it is found)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = Path(base) / "modular"
+    """MAX's kernel cache, shared by every check (HOME is left alone so it is found), made if
+    missing: the judges may write it and so may their workers (execute.max_cache_dir owns
+    where it is, MODULAR_CACHE_DIR included, so both agree)."""
+    from gpt2course.check.execute import max_cache_dir
+
+    path = max_cache_dir()
     path.mkdir(parents=True, exist_ok=True)
     return path
 

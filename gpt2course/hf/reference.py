@@ -37,8 +37,9 @@ class Capture:
     hidden_states: list[np.ndarray] = field(default_factory=list)
 
 
-def fixed_input_ids(vocab_size: int, batch: int = 2, seq: int = 7, seed: int = 0) -> np.ndarray:
-    """The token ids every check feeds: deterministic, odd length, two rows that differ."""
+def fixed_input_ids(vocab_size: int, batch: int = 2, seq: int = 7, seed=0) -> np.ndarray:
+    """The token ids every check feeds: deterministic, odd length, two rows that differ.
+    ``seed``: an int, or what NumPy's default_rng takes (a graded run's secret mix)."""
     return np.random.default_rng(seed).integers(0, vocab_size, size=(batch, seq), dtype=np.int64)
 
 
