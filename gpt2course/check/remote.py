@@ -109,10 +109,10 @@ class Remote:
     def printed_summary(self) -> str | None:
         """What the code under check printed, in a few lines (None if nothing)."""
         total = sum(t.total for t in self.printed)
-        if not total:
-            return None
+        if not any((t.head + t.tail).strip() for t in self.printed):
+            return None  # nothing, or only blank lines (MAX's eager runs write a few)
         cut = sum(t.total - len(t.head) - len(t.tail) for t in self.printed if t.total > len(t.head) + len(t.tail))
-        return (f"  the code under check printed {total} bytes" +
+        return (f"  the process running your code printed {total} bytes (your print()s and MAX's messages)" +
                 (f" ([... {cut} bytes cut ...]: the first and last {OutputTap.KEEP // 1024} KiB are kept)"
                  if cut > 0 else "") + "; its last lines:" + self.printed[-1].last_lines(8))
 
@@ -269,7 +269,8 @@ class OutputTap:
 
     def last_lines(self, n: int) -> str:
         """The last ``n`` lines that are not blank, each on a line of its own after "    | "."""
-        lines = [line for line in self.tail.decode("utf-8", "replace").splitlines() if line.strip()][-n:]
+        kept = self.head + self.tail if self.total <= len(self.head) + len(self.tail) else self.tail
+        lines = [line for line in kept.decode("utf-8", "replace").splitlines() if line.strip()][-n:]
         return "".join(f"\n    | {line[:300]}" for line in lines)
 
 
