@@ -13,7 +13,7 @@ its own. Measured for each side:
   logits_to_keep=1, as its generate() does).
 * decode speed: after a 128-token prompt, 128 new tokens chosen greedily, one
   model call each, reusing the KV cache (Hugging Face: its DynamicCache through
-  cache=..., the loop its generate() runs, without generate's extra
+  past_key_values=..., the loop its generate() runs, without generate's extra
   bookkeeping, so the fastest Hugging Face path).
 * peak memory: the subprocess's peak resident set size (getrusage ru_maxrss).
 
