@@ -171,9 +171,8 @@ def best(results: list[dict]) -> dict:
     out["prefill_ms"] = {n: min(r["prefill_ms"][n] for r in results) for n in results[0]["prefill_ms"]}
     out["decode_tokens_per_s"] = max(r["decode_tokens_per_s"] for r in results)
     # the smallest peak: a round in which MAX compiled (the first on a machine) peaks higher,
-    # once per machine; the first round's peak is kept beside it
+    # once per machine (each round's peak is printed as it comes)
     out["peak_rss_mb"] = min(r["peak_rss_mb"] for r in results)
-    out["peak_rss_first_round_mb"] = results[0]["peak_rss_mb"]
     out["setup_s"] = min(r["setup_s"] for r in results)
     return out
 
@@ -262,7 +261,7 @@ def main(argv=None) -> int:
                 load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
                 print(f"decode {res['decode_tokens_per_s']:.1f} tokens/s, prefill "
                       + ", ".join(f"{n}: {ms:.0f} ms" for n, ms in res["prefill_ms"].items())
-                      + f" (load {load:.1f})", flush=True)
+                      + f", peak RSS {res['peak_rss_mb']:.0f} MiB (load {load:.1f})", flush=True)
                 runs[side].append(res)
         if args.ours_only:
             ours = best(runs["max"])
