@@ -181,9 +181,9 @@ class Cluster:
         key.write_bytes(os.urandom(1024))
         key.chmod(0o600)
         sock = self.base / "munge.socket"
-        munged = self._daemon("munged", "--foreground", f"--key-file={key}", f"--socket={sock}",
-                              f"--pid-file={self.base / 'munged.pid'}", f"--log-file={self.base / 'munged.log'}",
-                              f"--seed-file={private / 'munged.seed'}")
+        self._daemon("munged", "--foreground", f"--key-file={key}", f"--socket={sock}",
+                     f"--pid-file={self.base / 'munged.pid'}", f"--log-file={self.base / 'munged.log'}",
+                     f"--seed-file={private / 'munged.seed'}")
         self._wait("munged", lambda: sock.exists() and self.run("munge", "-n", "-S", str(sock)).returncode == 0,
                    timeout=30)
 
