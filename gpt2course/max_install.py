@@ -44,10 +44,24 @@ def prepare_max() -> None:
 MAX_LEAKED = ("PYTHONEXECUTABLE",)
 
 
+def python_library() -> str | None:
+    """This interpreter's shared library (libpython3.X.so), if it has one."""
+    import sysconfig
+
+    libdir, name = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("LDLIBRARY")
+    path = os.path.join(libdir, name) if libdir and name else None
+    return os.path.realpath(path) if path and name.endswith(".so") and os.path.exists(path) else None
+
+
 def child_env(base: dict | None = None, **extra: str) -> dict[str, str]:
     """A copy of ``base`` (default: this process's environment) for a child Python, without the
-    variables MAX leaked, plus ``extra``."""
+    variables MAX leaked, plus ``extra``. Mojo's Python interop is told this interpreter's
+    library (``MOJO_PYTHON_LIBRARY``): otherwise it runs whatever ``python3`` is first on PATH
+    to find one, which a sandboxed check may not run (a pyenv shim is a shell script)."""
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in MAX_LEAKED}
+    library = python_library()
+    if library and "MOJO_PYTHON_LIBRARY" not in env:
+        env["MOJO_PYTHON_LIBRARY"] = library
     env.update(extra)
     return env
 

@@ -26,6 +26,7 @@ import pytest
 from gpt2course import course, max_install, skeleton
 from gpt2course.course import ROOT
 from gpt2course.grade import classroom, command as grade, runner, signing, submissions
+from gpt2course.grade import workspace as grade_workspace
 from gpt2course.grade.fence import WriteFence
 from gpt2course.grade.verdict import judge
 
@@ -48,7 +49,7 @@ EXPECTED = {
     "swapper": ("error", "missing", "missing"),
     "rewriter": ("error", "missing", "missing"),
     "peeker": ("error", "missing", "missing"),
-    "forger": ("error", "missing", "missing"),      # finds no key; its forged report is refused
+    "forger": ("error", "missing", "missing"),      # finds no key; its reads of the judge's /proc refused
     "snoop": ("error", "missing", "missing"),       # the hidden solution, another student's file
     "torcher": ("missing", "missing", "error"),     # torch computes LayerNorm: refused
     "crasher": ("failed", "missing", "missing"),    # a segfault through ctypes
@@ -56,7 +57,16 @@ EXPECTED = {
     "zoe": ("passed", "missing", "missing"),        # zoe.zip, GitHub's archive layout
     "broken": ("error", "error", "error"),          # broken.zip is not a zip
     "linker": ("error", "missing", "missing"),      # steps/step_01.py is a symbolic link
+    # Students who aim at the others, the grader and the machine (issue: no student touches another)
+    "limiter": ("missing", "missing", "error"),     # prlimit on the other checks and the grader
+    "lingerer": ("missing", "missing", "error"),    # a helper that outlives its check to do the same
+    "cacher": ("missing", "missing", "error"),      # a named pipe for MAX's lock, garbage in its cache
+    "shouter": ("failed", "missing", "missing"),    # an error message of surrogates and escapes
+    "eraser": ("error", "missing", "missing"),      # erases the record of what was refused
+    "prober": ("error", "missing", "missing"),      # bpf(), other processes' /proc files
 }
+# Graded in their own run, steps 12-13: a worker that writes its own requests to the judge.
+EXPECTED_JUDGEHACK = ("error", "error")
 
 # (student, step): substrings the verdict's message must contain
 MESSAGES = {
@@ -65,7 +75,7 @@ MESSAGES = {
     ("badimport", "01"): ["'numpie'", "does not exist"],
     ("raises", "01"): ["ZeroDivisionError"],
     ("hog", "01"): ["memory"],
-    ("vandal", "01"): ["outside its workspace"],
+    ("vandal", "01"): ["reach outside its sandbox"],
     ("quitter", "01"): ["sys.exit(0)"],
     ("quitter", "02"): ["ended while importing", "exited with code 0"],
     ("quitter", "03"): ["StopIteration"],
@@ -74,7 +84,7 @@ MESSAGES = {
     ("swapper", "01"): ["import gpt2course.check.compare", "refused"],
     ("rewriter", "01"): ["import _pytest", "refused"],
     ("peeker", "01"): ["solutions.solution_01", "refused"],
-    ("forger", "01"): ["outside its workspace", "report.json"],
+    ("forger", "01"): ["read another process's /proc files"],
     ("snoop", "01"): ["read outside its sandbox", "solution_01.py"],
     ("torcher", "03"): ["import torch", "refused"],
     ("crasher", "01"): ["SIGSEGV", "segmentation fault"],
@@ -82,6 +92,12 @@ MESSAGES = {
     ("broken", "01"): ["could not read"],
     ("linker", "01"): ["symbolic link"],
     ("empty", "01"): ["not submitted"],
+    ("limiter", "03"): ["resource limits of another process"],
+    ("lingerer", "03"): ["resource limits of another process"],
+    ("cacher", "03"): ["changed MAX's cache"],
+    ("shouter", "01"): ["ValueError", "\\ud800", "\\x1b]0;pwned\\x07\\x1b[2J", "\\x00", " [...]"],
+    ("eraser", "01"): ["solution_01.py"],
+    ("prober", "01"): ["raw system call through ctypes: syscall"],
 }
 
 # The files the vandal aims at in the real repository (it appends MARK, or deletes).
@@ -108,12 +124,18 @@ def make_class(dest: Path, names=None) -> Path:
     for made in tomllib.loads((FIXTURES / "made.toml").read_text())["file"]:
         if names is not None and made["student"] not in names:
             continue
-        text = skeleton.completed(course.solution_file(made["step"]).read_text())
+        base = made.get("from", "solution")
+        text = (skeleton.pristine_skeleton(made["step"]) if base == "skeleton"
+                else skeleton.completed(course.solution_file(made["step"]).read_text()))
         for old, new in made.get("replace", []):
-            assert old in text, f"made.toml: {old!r} no longer appears in solution {made['step']:02d}"
+            assert old in text, f"made.toml: {old!r} no longer appears in the {base} of step {made['step']:02d}"
             text = text.replace(old, new)
         path = dest / made["student"] / "steps" / f"step_{made['step']:02d}.py"
         path.parent.mkdir(parents=True, exist_ok=True)
+        if made.get("fixture") == "before":  # the stored attack, then the answer
+            text = path.read_text() + "\n\n" + text
+        elif made.get("fixture") == "after":
+            text = text + "\n\n" + path.read_text()
         path.write_text(text)
     return dest
 
@@ -176,9 +198,13 @@ def graded(tmp_path_factory):
     (klass / "linker" / "steps").mkdir(parents=True)
     (klass / "linker" / "steps" / "step_01.py").symlink_to(ROOT / "solutions" / "solution_01.py")
     loops = make_class(base / "class2", names={"loops"})
+    hackers = make_class(base / "class3", names={"judgehack"})
+    shutil.rmtree(klass / "judgehack")
 
     class_before = tree_digest(klass)
     repo_before = {t: file_digest(ROOT / t) for t in REPO_TARGETS}
+    cache = grade_workspace.modular_cache()
+    cache_before = tree_digest(cache)
     t0 = time.monotonic()
     main = run_grade(klass, base / "out", "--steps", ",".join(STEPS), "--jobs", "2", "--timeout", "900",
                      "--memory", "2G", "--points", "03=2")
@@ -187,14 +213,20 @@ def graded(tmp_path_factory):
     # step with both cores busy), so the limit is generous; the looping student has its own.
     out, err = main.communicate(timeout=2400)
     out2, err2 = second.communicate(timeout=300)
+    # The judge-hacking student implements nothing: no reference needs warming to grade it.
+    third = run_grade(hackers, base / "out3", "--steps", "12,13", "--jobs", "2", "--no-warm")
+    out3, err3 = third.communicate(timeout=900)
     seconds = time.monotonic() - t0
     assert main.returncode == 0, out[-3000:] + err[-3000:]
     assert second.returncode == 0, out2[-3000:] + err2[-3000:]
+    assert third.returncode == 0, out3[-3000:] + err3[-3000:]
     return {
         "base": base, "class": klass, "out": base / "out", "out2": base / "out2", "stdout": out,
         "stderr": err, "results": json.loads((base / "out" / "grades.json").read_text()),
         "results2": json.loads((base / "out2" / "grades.json").read_text()),
+        "results3": json.loads((base / "out3" / "grades.json").read_text()), "hackers": hackers,
         "class_before": class_before, "repo_before": repo_before, "seconds": seconds,
+        "cache": cache, "cache_before": cache_before,
     }
 
 
@@ -263,7 +295,7 @@ def test_terminal_table_and_progress(graded):
     assert out.splitlines()[0].split() == ["student", *STEPS, "total"]
     assert any(line.split()[:5] == ["good", "ok", "ok", "ok", "4/4"] for line in out.splitlines())
     assert any(line.split()[:5] == ["wrong", "FAIL", "ok", "-", "1/4"] for line in out.splitlines())
-    assert "[25/25]" in err
+    assert f"[{len(EXPECTED) + 3}/{len(EXPECTED) + 3}]" in err  # the checks run: all but missing ones
     # course files may change under a shared checkout while it runs; submissions must not
     assert not [w for w in graded["results"]["warnings"] if str(graded["class"]) in w]
 
@@ -284,6 +316,57 @@ def test_repository_and_other_submissions_are_untouched(graded):
             if "fixtures" not in p.parts:
                 assert MARK not in p.read_text(errors="replace"), p
     assert not list(graded["base"].rglob("pwned.txt"))
+
+
+def test_hostile_text_leaves_every_report_whole(graded):
+    """Surrogates, escapes and NULs in a message: every report is written, parses, and holds the
+    text escaped; nothing raw reaches the instructor's terminal."""
+    out = graded["out"]
+    for name in ("grades.json", "grades.csv", "summary.csv", "junit.xml"):
+        data = (out / name).read_bytes()
+        data.decode("utf-8")  # encodable: the surrogates were escaped
+        assert not any(c in data for c in (b"\x1b", b"\x07", b"\x00")), name
+    ET.parse(out / "junit.xml")  # valid XML 1.0: no control characters
+    shouted = graded["results"]["students"]["shouter"]["steps"]["01"]["message"]
+    assert len(shouted) < 5000
+    assert not any(c in graded["stdout"] + graded["stderr"] for c in "\x1b\x07\x00")
+    assert not (out / "failed.txt").exists()
+
+
+def test_no_student_changes_the_shared_cache_or_a_later_check(graded):
+    """What a check writes into MAX's cache is its own layer's: the shared cache's files are
+    as they were (new ones come from the grader's warming only), no named pipe is left, and a
+    learner's check runs on it afterwards."""
+    after = tree_digest(graded["cache"])
+    changed = {k for k, d in graded["cache_before"].items() if after.get(k) != d}
+    assert not changed, sorted(changed)[:5]
+    import stat as stat_
+
+    for p in graded["cache"].rglob("*"):
+        assert not stat_.S_ISFIFO(p.lstat().st_mode), p
+    check = subprocess.run([sys.executable, "-m", "gpt2course", "check", "03", "--target", "solutions"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=600,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
+
+
+def test_no_process_of_the_run_is_left(graded):
+    psutil = pytest.importorskip("psutil")
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        assert "gpt2grade-" not in cmd and "gpt2course.check.worker" not in cmd, cmd
+
+
+def test_the_judge_answers_no_request_of_the_workers_making(graded):
+    """A step 12 and a step 13 that implement nothing and write their own requests on the pipe
+    to the judge: the judge answers none, names what was asked, and nothing else changes."""
+    steps = graded["results3"]["students"]["judgehack"]["steps"]
+    assert (steps["12"]["status"], steps["13"]["status"]) == EXPECTED_JUDGEHACK
+    assert "'getattr' of '__globals__'" in steps["12"]["message"], steps["12"]["message"]
+    assert "'$j'" in steps["13"]["message"], steps["13"]["message"]
+    for r in steps.values():
+        assert "the submission asked the checking process for what it does not answer" in r["message"]
+    assert graded["results3"]["students"]["judgehack"]["total"] == 0
 
 
 # ------------------------------------------------------------------ pieces, without running checks

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from gpt2course.check import harness
+from gpt2course.check import harness, wire
 from gpt2course.hf import reference
 from gpt2course.errors import CheckFailure
 from gpt2course.check.compare import expect_equal
@@ -258,6 +258,7 @@ def test_generate_sampling(step):
     ids = np.tile(np.array([[1, 2, 3]], dtype=np.int64), (32, 1))
     what = "generate_tokens(model, ids[32, 3], 40, seed=3, temperature=0.6)"
     with step.errors(what):
+        model = wire.callback("stand-in model", model)
         first = np.asarray(generate(model, ids, 40, seed=3, temperature=0.6))
         again = np.asarray(generate(model, ids, 40, seed=3, temperature=0.6))
     expect_equal(f"{what}: ids shape", list(first.shape), [32, 43], "40 new columns after the prompt")
@@ -320,8 +321,8 @@ def test_generate_eos(step):
     for label, stops, prompt, max_new in cases:
         prompt = np.array(prompt, dtype=np.int64)
         with step.errors(f"generate_tokens(model, ids, {max_new}, eos_token_id={EOS}, greedy=True)"):
-            got = np.asarray(generate(eos_model(stops, prompt.shape[1]), prompt, max_new,
-                                      eos_token_id=EOS, greedy=True))
+            got = np.asarray(generate(wire.callback("stand-in model", eos_model(stops, prompt.shape[1])),
+                                      prompt, max_new, eos_token_id=EOS, greedy=True))
         want = expected_eos(stops, prompt, max_new)
         if got.ndim == 2 and np.any(got[:, prompt.shape[1]:] == WRONG_POSITION):
             raise CheckFailure(f"generate_tokens, {label}: appended token {WRONG_POSITION}, which only the "
@@ -360,7 +361,8 @@ def test_generate_eos(step):
                      "append the token; a row that produced eos_token_id is finished and gets only "
                      "eos_token_id after it; stop when every row is finished")
     with step.errors("generate_tokens(model, ids, 5, eos_token_id=None, greedy=True)"):
-        got = np.asarray(generate(eos_model({7: 1}, 2), np.array([[7, 1]]), 5, greedy=True))
+        got = np.asarray(generate(wire.callback("stand-in model", eos_model({7: 1}, 2)), np.array([[7, 1]]), 5,
+                                  greedy=True))
     expect_equal("generate_tokens without eos_token_id: ids shape", list(got.shape), [1, 7],
                  "with eos_token_id=None never stop early: always max_new_tokens new tokens")
 
@@ -381,12 +383,12 @@ def test_generate_matches_hf(step):
     for _ in range(4):
         expected = np.concatenate([expected, stand_in_logits(expected)[:, -1].argmax(-1)[:, None]], axis=1)
     with step.errors("generate_tokens(stand_in_model, ids, 4, greedy=True)"):
-        got = np.asarray(generate(stand_in_logits, ids, 4, greedy=True))
+        got = np.asarray(generate(wire.callback("stand-in model", stand_in_logits), ids, 4, greedy=True))
     expect_equal("generated ids (a stand-in model)", got, expected,
                  "each loop: logits of the LAST position -> argmax -> append as a new column")
     model = harness.solution_model("small", step.device_name)
     with step.errors("generate_tokens(model, ids, 12, greedy=True)"):
-        ours = np.asarray(generate(model, ids, 12, greedy=True))
+        ours = np.asarray(generate(wire.callback("reference GPT-2", model), ids, 12, greedy=True))
     theirs = reference.hf_generate_greedy(folder, ids, 12)
     expect_equal("generated ids", ours, theirs,
                  "append the argmax of the last position's logits, one token per loop, 12 times")

@@ -198,7 +198,8 @@ def test_chunk_after_cache(step):
 
 class RecordingModel:
     """A NumPy stand-in for the cached model: the next token is always (last token + 1) % 11,
-    and every call is recorded with the cache object it was given."""
+    and every call is recorded with the cache it was given (each call returns a new one, a
+    token of its own)."""
 
     VOCAB = 11
 
@@ -212,7 +213,7 @@ class RecordingModel:
         logits = np.zeros((ids.shape[0], ids.shape[1], self.VOCAB), dtype=np.float32)
         rows = np.arange(ids.shape[0])
         logits[rows, -1, (ids[:, -1] + 1) % self.VOCAB] = 1.0
-        self.returned.append(object())  # a fresh cache object every call
+        self.returned.append(f"cache #{len(self.returned) + 1}")  # a fresh cache every call
         return logits, self.returned[-1]
 
 
@@ -222,7 +223,7 @@ def test_generate_calls(step):
     model = RecordingModel()
     prompt = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int64)
     with step.errors("generate_with_cache(model, ids, 4, greedy=True)"):
-        got = np.asarray(generate(model, prompt, 4, greedy=True))
+        got = np.asarray(generate(wire.callback("stand-in model", model), prompt, 4, greedy=True))
     shapes = [shape for shape, _ in model.calls]
     if not shapes or shapes[0] != (2, 3) or model.calls[0][1] is not None:
         raise CheckFailure(f"the first model call got ids of shape {list(shapes[0]) if shapes else None} and "
@@ -234,7 +235,7 @@ def test_generate_calls(step):
                                "the token just chosen, [batch, 1]: the rest is in the cache",
                                "TODO 8: model(next_token[:, None], cache)")
     for i in range(1, len(model.calls)):
-        if model.calls[i][1] is not model.returned[i - 1]:
+        if model.calls[i][1] != model.returned[i - 1]:
             raise CheckFailure(f"model call {i + 1} was not given the cache that call {i} returned; "
                                "each call returns the grown cache, and the next call needs that one",
                                "TODO 8: logits, cache = model(next_token[:, None], cache)")
@@ -287,7 +288,8 @@ def test_generate_eos(step):
     for label, stops, prompt, max_new in cases:
         prompt = np.array(prompt, dtype=np.int64)
         with step.errors(f"generate_with_cache(model, ids, {max_new}, eos_token_id={EOS}, greedy=True)"):
-            got = np.asarray(generate(EosModel(stops), prompt, max_new, eos_token_id=EOS, greedy=True))
+            got = np.asarray(generate(wire.callback("stand-in model", EosModel(stops)), prompt, max_new,
+                                      eos_token_id=EOS, greedy=True))
         want = expected_eos(stops, prompt, max_new)
         if np.array_equal(got, want):
             continue
@@ -316,7 +318,8 @@ def test_generate_eos(step):
         raise CheckFailure(f"generate_with_cache, {label}: {why}\n  expected {want.tolist()}\n"
                            f"  got      {got.tolist()}", hint)
     with step.errors("generate_with_cache(model, ids, 5, eos_token_id=None, greedy=True)"):
-        got = np.asarray(generate(EosModel({7: 1}), np.array([[7, 1]]), 5, greedy=True))
+        got = np.asarray(generate(wire.callback("stand-in model", EosModel({7: 1})), np.array([[7, 1]]), 5,
+                                  greedy=True))
     expect_equal("generate_with_cache without eos_token_id: ids shape", list(got.shape), [1, 7],
                  "with eos_token_id=None never stop early: always max_new_tokens new tokens")
 

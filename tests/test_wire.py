@@ -27,14 +27,28 @@ def test_values_round_trip():
 def test_a_generator_arrives_in_the_same_state():
     rng = np.random.default_rng(7)
     rng.normal(size=3)
-    assert np.array_equal(roundtrip(rng).normal(size=5), rng.normal(size=5))
+    assert np.array_equal(wire.rng_from(wire.rng_state(rng)).normal(size=5), rng.normal(size=5))
+    with pytest.raises(wire.WireError, match="random generator"):
+        wire.rng_from({"bit_generator": "seed"})  # only a bit generator's name, nothing else of np.random
 
 
-def test_objects_need_a_handle():
+def test_objects_go_out_of_band_or_not_at_all():
     with pytest.raises(TypeError):
         wire.encode(object())
-    header, _ = wire.encode([len], handle=lambda obj: {"$j": 1})
-    assert header == [{"$j": 1}]
+    header, _ = wire.encode([len], out_of_band=lambda obj: {"$w": 1})
+    assert header == [{"$w": 1}]
+
+
+def test_each_side_reads_only_its_own_tags():
+    for tag in ("$j", "$callback", "$rng", "$config", "$make", "$tensor", "$dtype", "$device"):
+        with pytest.raises(wire.WireError, match="does not accept"):
+            wire.decode({tag: 1}, [], tags=wire.TO_JUDGE, resolve=lambda t, b: b)
+    assert wire.decode({"$w": 4}, [], tags=wire.TO_JUDGE, resolve=lambda t, b: ("obj", b)) == ("obj", 4)
+    deep = [1]
+    for _ in range(wire.MAX_DEPTH + 2):
+        deep = [deep]
+    with pytest.raises(wire.WireError, match="nested"):
+        wire.decode(deep, [])
 
 
 @pytest.mark.parametrize("arr", [np.array([object()]), np.zeros(2, dtype=[("x", "f4")]), np.array(["s"])])
@@ -58,7 +72,7 @@ def test_a_pickle_or_a_short_array_is_refused():
 
 
 def test_unknown_tags_and_untagged_objects_are_refused():
-    for header in ({"$nd": 3}, {"$what": 1}, {"a": 1, "b": 2}, {"$float": "1e400"}):
+    for header in ({"$nd": 3}, {"$what": 1}, {"a": 1, "b": 2}, {"$float": "1e400"}, {"$nd": True}):
         with pytest.raises(wire.WireError):
             wire.decode(header, [])
 
@@ -67,11 +81,26 @@ def test_channel_limits(tmp_path):
     import os
 
     r, w = os.pipe()
-    ch = wire.Channel(r, w)
-    ch.send({"op": "x"}, [wire.array_bytes(np.ones(3))])
-    header, blobs = ch.receive()
-    assert header == {"op": "x"} and np.array_equal(wire.array_from(blobs[0]), np.ones(3))
-    os.write(w, (wire.MAX_HEADER + 1).to_bytes(8, "little"))
+    ch = wire.Channel(r, w, wire.FROM_WORKER, wire.FROM_WORKER_LIMITS)
+    ch.send(wire.Reply(id=1, value={"$nd": 0}, blobs=1), [wire.array_bytes(np.ones(3))])
+    message, blobs = ch.receive()
+    assert message == wire.Reply(id=1, value={"$nd": 0}, blobs=1)
+    assert np.array_equal(wire.array_from(blobs[0]), np.ones(3))
+    os.write(w, (wire.FROM_WORKER_LIMITS.header + 1).to_bytes(8, "little"))
     with pytest.raises(wire.WireError, match="header"):
+        ch.receive()
+    ch.send(wire.Reply(id=1, blobs=wire.FROM_WORKER_LIMITS.blobs + 1))
+    with pytest.raises(wire.WireError, match="arrays"):
+        ch.receive()
+    ch.close()
+
+
+def test_a_message_of_another_kind_is_named_and_refused():
+    import os
+
+    r, w = os.pipe()
+    ch = wire.Channel(r, w, wire.FROM_WORKER, wire.FROM_WORKER_LIMITS)
+    ch.send(wire.Request(id=1, op="getattr", name="__globals__"))  # the judge reads no requests
+    with pytest.raises(wire.Unexpected, match="'request' of '__globals__'"):
         ch.receive()
     ch.close()

@@ -1,6 +1,6 @@
 """The worker runs the code under check; the judge only reads what it answers.
 
-Each test starts a real worker (``gpt2course.check.remote.Remote``) on a small step file of
+Each test starts a real worker (``gpt2course.check.judge_end.WorkerLink``) on a small step file of
 its own and asserts what the judge is told: values, the learner's errors, and how a worker
 that exits, crashes or scribbles on the pipe ended. No MAX op runs here (about 2 s a worker).
 """
@@ -10,13 +10,13 @@ import sys
 import numpy as np
 import pytest
 
-from gpt2course.check import learner, remote
+from gpt2course.check import judge_end, learner, wire
 from gpt2course.errors import CheckFailure
 
 
-def worker(tmp_path, source: str, step: int = 1) -> remote.Remote:
+def worker(tmp_path, source: str, step: int = 1) -> judge_end.WorkerLink:
     (tmp_path / f"step_{step:02d}.py").write_text(source)
-    return remote.Remote(step, str(tmp_path), "cpu")
+    return judge_end.WorkerLink(step, str(tmp_path), "cpu")
 
 
 def test_values_errors_and_callbacks(tmp_path):
@@ -32,7 +32,8 @@ def test_values_errors_and_callbacks(tmp_path):
             out = double(np.arange(3, dtype=np.int64))
         assert out.dtype == np.int64 and out.tolist() == [0, 2, 4]
         with r.doing_this("calling back"):  # the worker calls a function that lives in the judge
-            assert r.export("call_back")(lambda x: x * 10, np.float32(2.0)) == np.float32(21.0)
+            times_ten = wire.callback("times ten", lambda x: x * 10)
+            assert r.export("call_back")(times_ten, np.float32(2.0)) == np.float32(21.0)
         with pytest.raises(CheckFailure, match="AttributeError") as exc, r.doing_this("broken"):
             r.export("broken")(np.zeros(2))
         assert "step_01.py" in exc.value.message and "return x.nope" in exc.value.message
@@ -91,8 +92,104 @@ def test_garbage_on_the_pipe_is_a_message_not_a_crash(tmp_path):
                          "    import time; time.sleep(30)\n")
     try:
         r.load()
-        with pytest.raises(CheckFailure, match="cannot read"), r.doing_this("scribble()"):
+        with pytest.raises(judge_end.WorkerRefused, match="not JSON"), r.doing_this("scribble()"):
             r.export("scribble")()
+    finally:
+        r.close()
+
+
+# A hostile step writes its own messages on the pipe to the judge (the worker's side of the pipe
+# is its process: nothing in the worker's code binds it). Each frame is what it sends while the
+# judge's third request (the call of ``attack``) runs; the judge must refuse every one, name what
+# was asked, and run nothing of its own.
+HOSTILE = {
+    "getattr of a dunder": ({"type": "getattr", "id": 3, "target": 1, "name": "__globals__"},
+                            ["'getattr' of '__globals__'"]),
+    "a call of a plain name": ({"type": "call", "id": 3, "target": 1, "name": "model"}, ["'call' of 'model'"]),
+    "a callback never handed out": ({"type": "callback", "id": 3, "name": "__builtins__", "value": [[], {}]},
+                                    ["'__builtins__'", "did not hand"]),
+    "a callback out of turn": ({"type": "callback", "id": 2, "name": "model", "value": [[], {}]},
+                               ["request 2 while request 3"]),
+    "an object of the judge's as an argument": (
+        {"type": "callback", "id": 3, "name": "model", "value": [[{"$j": 1}], {}]}, ["'$j'"]),
+    "a reply carrying the judge's object": ({"type": "reply", "id": 3, "value": {"$j": 1}}, ["'$j'"]),
+    "a reply carrying a callable": ({"type": "reply", "id": 3, "value": {"$callback": "model"}},
+                                    ["'$callback'"]),
+    "a generator by name": ({"type": "reply", "id": 3, "value": {"$rng": {"bit_generator": "seed"}}},
+                            ["'$rng'"]),
+    "an array it does not carry": ({"type": "reply", "id": 3, "value": {"$nd": 5}}, ["array '5'"]),
+    "a reply to an earlier request": ({"type": "reply", "id": 1, "value": 1}, ["request 1 while request 3"]),
+    "a deeply nested value": ({"type": "reply", "id": 3, "value": "DEEP"}, ["nested too deep"]),
+}
+
+
+def hostile_step(frame: dict) -> str:
+    import json
+
+    data = json.dumps(frame).replace('"DEEP"', "[" * 5000 + "]" * 5000)
+    return ("import os, sys\n"
+            "fd = int(sys.argv[sys.argv.index('--fds') + 1].split(',')[1])\n"
+            f"DATA = {data.encode()!r}\n"
+            "def attack(model):\n"
+            "    os.write(fd, len(DATA).to_bytes(8, 'little') + DATA)\n"
+            "    import time; time.sleep(30)\n")
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_the_judge_answers_only_registered_callbacks(tmp_path, name):
+    frame, needles = HOSTILE[name]
+    asked = []
+    r = worker(tmp_path, hostile_step(frame))
+    try:
+        r.load()
+        with pytest.raises(judge_end.WorkerRefused) as exc, r.doing_this("attack(model)"):
+            r.export("attack")(wire.callback("model", lambda *a: asked.append(a) or 0))
+        for needle in needles:
+            assert needle in exc.value.message, exc.value.message
+        assert asked == [] and r.refusals and r.proc is None  # nothing ran; the worker is gone
+    finally:
+        r.close()
+
+
+def test_a_huge_message_is_refused_before_it_is_read(tmp_path):
+    r = worker(tmp_path, "import os, sys\n"
+                         "fd = int(sys.argv[sys.argv.index('--fds') + 1].split(',')[1])\n"
+                         "def attack():\n    os.write(fd, (1 << 40).to_bytes(8, 'little'))\n"
+                         "    import time; time.sleep(30)\n")
+    try:
+        r.load()
+        with pytest.raises(judge_end.WorkerRefused, match="header of 1099511627776 bytes"), r.doing_this("attack()"):
+            r.export("attack")()
+    finally:
+        r.close()
+
+
+def test_the_judges_vocabulary_is_fixed():
+    """What the judge reads from a worker, and what it answers, are listed constants."""
+    assert wire.JUDGE_ANSWERS == ("callback",)
+    assert wire.JUDGE_READS == ("reply", "raise", "say", "fatal", "callback")
+    kinds = {t.__struct_config__.tag for t in wire.FROM_WORKER.__args__}
+    assert kinds == set(wire.JUDGE_READS)
+    assert set(wire.TO_JUDGE) == {"$float", "$nd", "$scalar", "$tuple", "$dict", "$w"}
+
+
+def test_a_callback_passes_plain_values_and_nothing_else(tmp_path):
+    r = worker(tmp_path, "import numpy as np\n"
+                         "def relay(f, x):\n    return f(x, scale=np.float32(2))\n"
+                         "def smuggle(f):\n    return f(relay)\n"
+                         "def keep(f):\n    global KEPT\n    KEPT = f\n"
+                         "def later():\n    return KEPT(1)\n")
+    try:
+        r.load()
+        with r.doing_this("relay"):
+            got = r.export("relay")(wire.callback("f", lambda x, scale: {"y": x * scale}), np.arange(3))
+        assert got["y"].tolist() == [0, 2, 4]
+        with pytest.raises(CheckFailure, match="cannot be passed"), r.doing_this("smuggle"):
+            r.export("smuggle")(wire.callback("f", lambda g: 0))  # a function of the worker's
+        with r.doing_this("keep"):
+            r.export("keep")(wire.callback("f", lambda x: x))
+        with pytest.raises(CheckFailure, match="only while"), r.doing_this("later"):
+            r.export("later")()  # kept for later: the judge never sees the call
     finally:
         r.close()
 

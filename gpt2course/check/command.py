@@ -166,23 +166,100 @@ def cmd_check_all(args) -> int:
     return 0
 
 
+def warm_lanes(steps: list[int], jobs: int) -> list[list[int]]:
+    """How ``warm`` spreads the steps over ``jobs`` processes: the steps that compile graphs
+    (course.toml's ``max = "compiled"``) share kernels, so they run one after another in the
+    first lane (each then reuses what the one before compiled: two compiling the same kernels
+    at once would pay twice); the others fill the other lanes. A lane that runs out takes the
+    last compiled step not yet started (see ``_Schedule``)."""
+    compiled = [n for n in steps if course.step(n).get("max") == "compiled"]
+    rest = [n for n in steps if n not in compiled]
+    if jobs <= 1:
+        return [list(steps)]
+    lanes = [compiled] + [rest[i::jobs - 1] for i in range(jobs - 1)]
+    return lanes
+
+
+class _Schedule:
+    """The lanes as queues: a lane takes its own next step, or, once empty, the last step of
+    the longest other queue (work taken from the end, far from where that lane is)."""
+
+    def __init__(self, lanes: list[list[int]]):
+        import threading
+
+        self.queues = [list(lane) for lane in lanes]
+        self.lock = threading.Lock()
+
+    def next(self, lane: int) -> int | None:
+        with self.lock:
+            if self.queues[lane]:
+                return self.queues[lane].pop(0)
+            longest = max(self.queues, key=len)
+            return longest.pop() if len(longest) > 1 else None
+
+
+def warm(steps: list[int], device: str | None, jobs: int, say) -> list[tuple[int, dict]]:
+    """Checks the reference solutions of ``steps``, ``jobs`` at a time (``warm_lanes``), so MAX's
+    caches hold their kernels and graphs; ``say(text)`` gets what is being compiled, n of m.
+    Returns the steps whose reference did not pass, with their verdicts."""
+    import threading
+
+    jobs = max(1, min(jobs, len(steps)))
+    done, failed = [], []
+    lock = threading.Lock()
+    schedule = _Schedule(warm_lanes(steps, jobs))
+
+    def lane(number: int) -> None:
+        while (step := schedule.next(number)) is not None:
+            say(f"step {step:02d} {course.step(step)['title']}: checking the reference ...")
+            t0 = time.time()
+            result = run_check(step, "solutions", device, show=False,
+                               relay=lambda line, s=step: say(f"step {s:02d}: {line.strip()}"))
+            with lock:
+                done.append(step)
+                if result["status"] != "passed":
+                    failed.append((step, result))
+                n = len(done)
+            say(f"step {step:02d} {'ok' if result['status'] == 'passed' else 'FAILED'} in "
+                f"{time.time() - t0:.0f}s ({n} of {len(steps)} done)")
+
+    threads = [threading.Thread(target=lane, args=(i,)) for i in range(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return failed
+
+
+def timed_say(stream=None):
+    """A ``say`` for ``warm``: each line after the seconds since it was made."""
+    import threading
+
+    t0, lock = time.time(), threading.Lock()
+
+    def say(text: str) -> None:
+        with lock:
+            print(f"  [{time.time() - t0:5.0f}s] {text}", file=stream or sys.stdout, flush=True)
+    return say
+
+
 def cmd_warm(args) -> int:
-    """Runs every reference solution's check once so MAX's caches hold its kernels and graphs."""
+    """Runs every reference solution's check once so MAX's caches hold its kernels and graphs,
+    ``--jobs`` at a time, saying what is being compiled, n of m, and the elapsed time."""
+    steps = [course.parse_step(s) for s in args.steps.split(",")] if args.steps else course.numbers()
+    jobs = args.jobs or min(2, os.cpu_count() or 1)
     print("Warming MAX's caches: MAX compiles its kernels for this CPU the first time each is used\n"
           "and keeps them in ~/.cache/modular. Doing it now, once, makes each later check fast.\n"
-          "This takes several minutes on a laptop CPU; nothing needs your attention.", flush=True)
-    t_all = time.time()
-    steps = course.numbers()
-    for i, step in enumerate(steps, 1):
-        t0 = time.time()
-        print(f"  [{i}/{len(steps)}] step {step:02d} {course.step(step)['title']} ...", end=" ", flush=True)
-        result = run_check(step, "solutions", args.device, show=False)
-        print(f"{'ok' if result['status'] == 'passed' else 'FAILED'} ({time.time() - t0:.0f}s)", flush=True)
-        if result["status"] != "passed":
-            first = result.get("first_failure") or {}
-            print(first.get("message", ""), result.get("output_tail", ""), sep="\n")
-            return 1
-    print(f"MAX caches warm ({time.time() - t_all:.0f}s in all).")
+          f"This takes several minutes on a laptop CPU ({jobs} at a time); nothing needs your attention.",
+          flush=True)
+    t0 = time.time()
+    failed = warm(steps, args.device, jobs, timed_say())
+    for step, result in failed:
+        first = result.get("first_failure") or {}
+        print(f"step {step:02d} FAILED:", first.get("message", ""), result.get("output_tail", ""), sep="\n")
+    if failed:
+        return 1
+    print(f"MAX caches warm ({time.time() - t0:.0f}s in all).")
     return 0
 
 
@@ -211,4 +288,6 @@ def register(sub) -> None:
 
     p = sub.add_parser("warm", help="compile MAX's kernels once (what setup runs)")
     add_target_device(p, target=False)
+    p.add_argument("--jobs", type=int, default=0, help="checks at a time (default: 2, or 1 on one core)")
+    p.add_argument("--steps", help="only these steps, e.g. 07,09,13 (default: all)")
     p.set_defaults(func=cmd_warm)

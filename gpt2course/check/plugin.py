@@ -77,8 +77,9 @@ def observer(config):
 class Step:
     """One step under check: its file, the worker that runs its code, the device.
 
-    The code under check is never imported here: ``remote`` (gpt2course.check.remote)
-    runs it in a worker process, and ``get`` returns proxies of what it defines."""
+    The code under check is never imported here: ``remote`` (a
+    ``gpt2course.check.judge_end.WorkerLink``) runs it in a worker process, and ``get``
+    returns ``WorkerObject``s: the judge's names for what it defines."""
 
     number: int
     path: Path
@@ -99,7 +100,7 @@ class Step:
         return wire.device()
 
     def get(self, name: str):
-        """A proxy of the step's ``name`` (calling it runs it in the worker)."""
+        """The step's ``name``, as a ``WorkerObject`` (calling it runs it in the worker)."""
         if self.error is not None:
             if self.error_reported:
                 pytest.skip(f"skipped: {self.error.message.splitlines()[0]}")
@@ -133,7 +134,7 @@ class Step:
 
 @pytest.fixture(scope="module")
 def step(request):
-    from gpt2course.check.remote import Remote
+    from gpt2course.check.judge_end import WorkerLink
 
     config = request.config
     number = getattr(request.module, "STEP")
@@ -141,7 +142,7 @@ def step(request):
     watch = observer(config)
     options = watch.worker_options(number) if watch is not None else {}
     s = Step(number, course.step_file(number, target), target, config.getoption("--device"),
-             remote=Remote(number, target, config.getoption("--device"), **options), watch=watch)
+             remote=WorkerLink(number, target, config.getoption("--device"), **options), watch=watch)
     if watch is not None:
         watch.remotes.append(s.remote)
     try:

@@ -1,35 +1,39 @@
-"""The wire between the judge and the worker: messages of JSON and NumPy's ``.npy`` bytes.
+"""What crosses between the judge and the worker (both processes use this module).
 
-A message is an 8-byte length, a JSON header, and the ``.npy`` blobs the header refers to,
-each with its own 8-byte length. Nothing is pickled (unpickling runs code), and an array
-that arrives is read with ``allow_pickle=False`` and accepted only as plain numbers: bool,
-integer, float or complex, its header's shape matching its bytes.
+The judge (the check's pytest process, ``gpt2course.check.judge_end``) asks; the worker
+(``gpt2course.check.worker``, the only process that runs the code under check) answers.
+Every message is one of the typed messages below, read with ``msgspec`` against the union of
+what that side may receive, so a message of any other shape is refused before anything looks
+at it. The whole vocabulary, in both directions, is listed in docs/grading.md.
 
-Values travel as JSON, tagged where JSON has no word for them::
+On the pipe a message is an 8-byte length, its JSON, and the ``.npy`` arrays it refers to,
+each with its own 8-byte length. Nothing is pickled (unpickling runs code); an array is
+accepted only as plain numbers (bool, integer, float, complex) whose header matches its bytes.
+
+Values inside messages are JSON, tagged where JSON has no word for them::
 
     >>> encode({"x": np.zeros(2), "k": (1, None)})
     ({'$dict': {'x': {'$nd': 0}, 'k': {'$tuple': [1, None]}}}, [b'\\x93NUMPY...'])
 
-Anything else (a function, a module, the learner's class, a MAX cache) stays where it
-lives and crosses as a handle, ``{"$w": n}`` for the worker's objects and ``{"$j": n}`` for
-the judge's; each side turns a handle it receives into a proxy (``make_proxy``) whose calls
-travel back. A handle of one's own comes back as the object itself (``own``).
+Which tags a side accepts is fixed by direction (``TO_JUDGE``, ``TO_WORKER``): the judge
+accepts plain values and ``$w`` (an object that stays in the worker) and nothing else.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import os
 import struct
+import threading
+from typing import Any, Union
 
+import msgspec
 import numpy as np
 
-MAX_HEADER = 64 << 20      # bytes of JSON in one message
-MAX_BLOB = 8 << 30         # bytes of one array (GPT-2 XL's largest weights fit)
 _LEN = struct.Struct("<Q")
 ARRAY_KINDS = "biufc"      # bool, signed, unsigned, float, complex: what may arrive
+MAX_DEPTH = 32             # nesting of a value (lists, tuples, dicts)
 
 
 class WireError(Exception):
@@ -38,6 +42,99 @@ class WireError(Exception):
 
 class Closed(WireError):
     """The other side's end of the pipe closed (the process ended)."""
+
+
+# -- the messages ---------------------------------------------------------------------------
+class _Message(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class Request(_Message, tag="request"):
+    """Judge -> worker: do ``op`` (a verb of ``WORKER_OPS``) on ``value``; ``target`` names an
+    object the worker handed out, ``name`` an attribute or export, ``lazy`` builds modules lazily."""
+    id: int
+    op: str
+    doing: str = ""
+    value: Any = None
+    target: Union[int, None] = None
+    name: Union[str, None] = None
+    lazy: bool = False
+    blobs: int = 0
+
+
+class Answer(_Message, tag="answer"):
+    """Judge -> worker: what a callback returned (plain values only)."""
+    value: Any = None
+    blobs: int = 0
+
+
+class Refused(_Message, tag="refused"):
+    """Judge -> worker: the callback raised, or was not the judge's to answer."""
+    message: str
+
+
+class Error(_Message):
+    type: str
+    message: str
+    hint: Union[str, None] = None
+    todo: Union[int, None] = None
+
+
+class Reply(_Message, tag="reply"):
+    """Worker -> judge: request ``id``'s result."""
+    id: int
+    value: Any = None
+    blobs: int = 0
+
+
+class Raise(_Message, tag="raise"):
+    """Worker -> judge: request ``id`` raised (the learner's error, as text)."""
+    id: int
+    error: Error
+
+
+class Say(_Message, tag="say"):
+    """Worker -> judge: a progress line (MAX is compiling)."""
+    text: str
+
+
+class Fatal(_Message, tag="fatal"):
+    """Worker -> judge: the worker could not start (before the step's file was imported)."""
+    text: str
+
+
+class Callback(_Message, tag="callback"):
+    """Worker -> judge: while request ``id`` runs, call the judge's callable ``name`` (one the
+    judge registered for that request) with ``value`` = [args, kwargs] of plain values."""
+    id: int
+    name: str
+    value: Any = None
+    blobs: int = 0
+
+
+FROM_JUDGE = Union[Request, Answer, Refused]
+FROM_WORKER = Union[Reply, Raise, Say, Fatal, Callback]
+# What the judge answers: the message kinds it acts on, and nothing else (tests pin it).
+JUDGE_ANSWERS = ("callback",)
+JUDGE_READS = ("reply", "raise", "say", "fatal", "callback")
+# The verbs the worker carries out for the judge.
+WORKER_OPS = ("load", "export", "call", "getattr", "describe", "parameters", "run", "diagnose",
+              "cached_model", "confinement")
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """How much one message may carry."""
+    header: int
+    blob: int
+    total: int
+    blobs: int
+
+
+# The judge reads what the worker computed: outputs and ids (step 11's logits are ~5 MB).
+FROM_WORKER_LIMITS = Limits(header=4 << 20, blob=256 << 20, total=512 << 20, blobs=256)
+# The worker reads what the judge sends: weights (GPT-2 XL's largest is 322 MB; all ~6.5 GB).
+FROM_JUDGE_LIMITS = Limits(header=64 << 20, blob=8 << 30, total=32 << 30, blobs=4096)
 
 
 # -- arrays ---------------------------------------------------------------------------------
@@ -98,14 +195,24 @@ def host_array(x) -> np.ndarray | None:
 
 
 # -- values ---------------------------------------------------------------------------------
-def encode(value, handle=None, *, configs: bool = False):
-    """(JSON-able header, blobs) for ``value``; objects JSON cannot carry go to ``handle``
-    (a function object -> its tag dict), or raise TypeError when there is none. ``configs``:
-    send the course's GPT2Config as its fields (the judge's to the worker; the other way,
-    the learner's config stays in the worker and crosses as a handle)."""
+PLAIN_TAGS = ("$float", "$nd", "$scalar", "$tuple", "$dict")
+# What the judge accepts inside a value: plain values, and objects that stay in the worker.
+TO_JUDGE = PLAIN_TAGS + ("$w",)
+# What the worker accepts: the judge also names MAX things for it to make, the check's
+# random generator, the course's config, and the callables it registered for this request.
+TO_WORKER = PLAIN_TAGS + ("$w", "$rng", "$config", "$dtype", "$device", "$tensor", "$make", "$callback")
+_NESTED_TAGS = ("$config", "$tensor", "$make")  # tags whose body is itself a value
+
+
+def encode(value, out_of_band=None):
+    """(JSON-able header, blobs) for ``value``. What JSON cannot carry goes to
+    ``out_of_band(obj) -> tag dict`` (the side's own objects, sentinels); without one, or if
+    it raises TypeError, the value cannot be sent."""
     blobs: list[bytes] = []
 
-    def enc(v):
+    def enc(v, depth):
+        if depth > MAX_DEPTH:
+            raise TypeError(f"a value nested more than {MAX_DEPTH} deep")
         if v is None or isinstance(v, (bool, int, str)):
             return v
         if isinstance(v, float):
@@ -117,41 +224,41 @@ def encode(value, handle=None, *, configs: bool = False):
             blobs.append(array_bytes(v))
             return {"$nd": len(blobs) - 1}
         if isinstance(v, list):
-            return [enc(x) for x in v]
+            return [enc(x, depth + 1) for x in v]
         if isinstance(v, tuple):
-            return {"$tuple": [enc(x) for x in v]}
+            return {"$tuple": [enc(x, depth + 1) for x in v]}
         if isinstance(v, dict) and all(isinstance(k, str) for k in v):
-            return {"$dict": {k: enc(x) for k, x in v.items()}}
-        if isinstance(v, np.random.Generator):
-            return {"$rng": _jsonable(v.bit_generator.state)}
-        if configs and dataclasses.is_dataclass(v) and not isinstance(v, type) and type(v).__name__ == "GPT2Config":
-            return {"$config": enc({f.name: getattr(v, f.name) for f in dataclasses.fields(v)})}
-        kind = type(v).__module__ or ""
-        if kind.startswith("max.dtype") and type(v).__name__ == "DType":
-            return {"$dtype": v.name}
+            return {"$dict": {k: enc(x, depth + 1) for k, x in v.items()}}
         if isinstance(v, Sentinel):
-            return {k: enc(x) for k, x in v.tag.items()} if set(v.tag) & set(DECODED_TAGS) else v.tag
-        arr = host_array(v) if kind.startswith("max.") else None
-        if arr is not None and arr.dtype.kind in ARRAY_KINDS:
+            return {k: (enc(x, depth + 1) if k in _NESTED_TAGS else x) for k, x in v.tag.items()}
+        arr = host_array(v) if (type(v).__module__ or "").startswith("max.") else None
+        if arr is not None and arr.dtype.kind in ARRAY_KINDS:  # a MAX Tensor: its numbers
             blobs.append(array_bytes(arr))
             return {"$nd": len(blobs) - 1}
-        if handle is not None:
-            return handle(v)
+        if out_of_band is not None:
+            return out_of_band(v)
         raise TypeError(f"cannot send a {type(v).__name__}")
 
-    return enc(value), blobs
+    return enc(value, 0), blobs
 
 
-def decode(header, blobs: list[bytes], resolve=None):
-    """The value ``encode`` made; ``resolve(tag_dict)`` turns handles and sentinels into objects."""
-    def dec(v):
+def decode(header, blobs: list[bytes], *, tags=PLAIN_TAGS, resolve=None):
+    """The value ``encode`` made. Only tags in ``tags`` are accepted; ``resolve(tag, body)``
+    turns those that are not plain values into objects."""
+    def dec(v, depth):
+        if depth > MAX_DEPTH:
+            raise WireError(f"a value nested more than {MAX_DEPTH} deep")
         if isinstance(v, list):
-            return [dec(x) for x in v]
+            return [dec(x, depth + 1) for x in v]
         if not isinstance(v, dict):
-            return v
+            if v is None or isinstance(v, (bool, int, float, str)):
+                return v
+            raise WireError(f"a value of type {type(v).__name__}")
         if len(v) != 1:
-            raise WireError(f"an untagged object in a message: {sorted(v)[:5]}")
+            raise WireError(f"an untagged object in a message: {sorted(map(str, v))[:5]}")
         (tag, body), = v.items()
+        if tag not in tags:
+            raise WireError(f"a value tagged {str(tag)[:40]!r}, which this side does not accept")
         if tag == "$nd":
             return array_from(_blob(blobs, body))
         if tag == "$scalar":
@@ -161,51 +268,55 @@ def decode(header, blobs: list[bytes], resolve=None):
             return arr[()]
         if tag == "$float":
             if body not in ("nan", "inf", "-inf"):
-                raise WireError(f"a float {body!r}")
+                raise WireError(f"a float {str(body)[:40]!r}")
             return float(body)
         if tag == "$tuple":
-            return tuple(dec(x) for x in _list(body))
+            if not isinstance(body, list):
+                raise WireError("a $tuple that is not a list")
+            return tuple(dec(x, depth + 1) for x in body)
         if tag == "$dict":
             if not isinstance(body, dict):
                 raise WireError("a $dict that is not an object")
-            return {str(k): dec(x) for k, x in body.items()}
-        if tag == "$rng":
-            try:
-                bg = getattr(np.random, body["bit_generator"])()
-                bg.state = body
-            except Exception as exc:
-                raise WireError(f"a random generator state that NumPy refuses ({exc})") from None
-            return np.random.Generator(bg)
-        if resolve is not None:
-            return resolve({tag: dec(body) if tag in DECODED_TAGS else body})
-        raise WireError(f"an unknown tag {tag!r}")
+            return {str(k): dec(x, depth + 1) for k, x in body.items()}
+        if resolve is None:
+            raise WireError(f"a value tagged {tag!r} that nothing here can make")
+        return resolve(tag, dec(body, depth + 1) if tag in _NESTED_TAGS else body)
 
-    return dec(header)
+    return dec(header, 0)
 
 
 def _blob(blobs, index):
-    if not isinstance(index, int) or not 0 <= index < len(blobs):
-        raise WireError(f"a reference to array {index!r}, which the message does not carry")
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(blobs):
+        raise WireError(f"a reference to array {str(index)[:20]!r}, which the message does not carry")
     return blobs[index]
 
 
-def _list(v):
-    if not isinstance(v, list):
-        raise WireError("a $tuple that is not a list")
-    return v
+def rng_state(rng: np.random.Generator) -> dict:
+    """A NumPy Generator's state as JSON (the judge sends the check's generator this way)."""
+    def plain(state):
+        if isinstance(state, dict):
+            return {str(k): plain(v) for k, v in state.items()}
+        if isinstance(state, np.ndarray):
+            return state.tolist()
+        if isinstance(state, np.generic):
+            return state.item()
+        return state
+    return plain(rng.bit_generator.state)
 
 
-def _jsonable(state):
-    if isinstance(state, dict):
-        return {str(k): _jsonable(v) for k, v in state.items()}
-    if isinstance(state, np.ndarray):
-        return state.tolist()
-    if isinstance(state, np.generic):
-        return state.item()
-    return state
+BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
 
-DECODED_TAGS = ("$config", "$tensor", "$make")  # tags whose body is itself a value
+def rng_from(state) -> np.random.Generator:
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    if name not in BIT_GENERATORS:
+        raise WireError(f"a random generator {str(name)[:40]!r}")
+    try:
+        bg = getattr(np.random, name)()
+        bg.state = state
+    except Exception as exc:
+        raise WireError(f"a random generator state that NumPy refuses ({exc})") from None
+    return np.random.Generator(bg)
 
 
 class Sentinel:
@@ -240,22 +351,50 @@ def make(module: str, name: str, *args, **kwargs) -> Sentinel:
                     f"{name}(...)")
 
 
-# -- messages -------------------------------------------------------------------------------
-class Channel:
-    """One end of the pipe pair: ``send(header, blobs)``, ``receive() -> (header, blobs)``."""
+class Callable_:
+    """A callable of the judge's that the worker may call back, by ``name``, while the
+    request that carries it runs (a stand-in model). Made with ``callback``."""
 
-    def __init__(self, read_fd: int, write_fd: int):
+    def __init__(self, name: str, fn):
+        self.name, self.fn = name, fn
+
+    def __repr__(self) -> str:
+        return f"<{self.name}, in the checking process>"
+
+
+def callback(name: str, fn) -> Callable_:
+    """``fn`` (the judge's) as an argument the code under check may call: plain values in,
+    plain values out, only during the request it is passed with."""
+    return Callable_(name, fn)
+
+
+# -- the pipe -------------------------------------------------------------------------------
+class Channel:
+    """One end of the pipe pair. ``send(message, blobs)``; ``receive() -> (message, blobs)``,
+    read as one of ``accepts`` (a union of message types) within ``limits``."""
+
+    def __init__(self, read_fd: int, write_fd: int, accepts, limits: Limits):
         self.rfile = os.fdopen(read_fd, "rb", buffering=1 << 16)
         self.wfile = os.fdopen(write_fd, "wb", buffering=1 << 16)
+        self.decoder = msgspec.json.Decoder(accepts)
+        self.lock = threading.Lock()  # a progress line may be sent from another thread
+        self.limits = limits
+        self.last_raw = b""  # the last header read (to name what a refused message asked)
 
-    def send(self, header: dict, blobs: list[bytes] = ()) -> None:
-        data = json.dumps(dict(header, blobs=len(blobs)), allow_nan=False).encode()
+    def send(self, message: _Message, blobs: list[bytes] = ()) -> None:
         try:
-            self.wfile.write(_LEN.pack(len(data)) + data)
-            for b in blobs:
-                self.wfile.write(_LEN.pack(len(b)))
-                self.wfile.write(b)
-            self.wfile.flush()
+            data = msgspec.json.encode(message)
+        except UnicodeEncodeError:  # text with lone surrogates (a learner's error message)
+            import json
+
+            data = json.dumps(msgspec.to_builtins(message), ensure_ascii=True).encode()
+        try:
+            with self.lock:
+                self.wfile.write(_LEN.pack(len(data)) + data)
+                for b in blobs:
+                    self.wfile.write(_LEN.pack(len(b)))
+                    self.wfile.write(b)
+                self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError, ValueError) as exc:
             raise Closed(str(exc)) from None
 
@@ -269,23 +408,30 @@ class Channel:
             left -= len(chunk)
         return b"".join(chunks)
 
-    def receive(self) -> tuple[dict, list[bytes]]:
+    def receive(self):
+        lim = self.limits
         (n,) = _LEN.unpack(self._exactly(_LEN.size))
-        if n > MAX_HEADER:
-            raise WireError(f"a message header of {n} bytes (at most {MAX_HEADER})")
+        if n > lim.header:
+            raise WireError(f"a message header of {n} bytes (at most {lim.header})")
+        self.last_raw = raw = self._exactly(n)
         try:
-            header = json.loads(self._exactly(n))
-        except ValueError as exc:
-            raise WireError(f"a message that is not JSON ({exc})") from None
-        if not isinstance(header, dict) or not isinstance(header.get("blobs", 0), int):
-            raise WireError("a message that is not a JSON object")
-        blobs = []
-        for _ in range(header.pop("blobs", 0)):
+            message = self.decoder.decode(raw)
+        except RecursionError:
+            raise WireError("a message nested too deep to read") from None
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise Unexpected(raw, str(exc)) from None
+        count = getattr(message, "blobs", 0)
+        if not 0 <= count <= lim.blobs:
+            raise WireError(f"a message with {count} arrays (at most {lim.blobs})")
+        blobs, total = [], 0
+        for _ in range(count):
             (size,) = _LEN.unpack(self._exactly(_LEN.size))
-            if size > MAX_BLOB:
-                raise WireError(f"an array of {size} bytes (at most {MAX_BLOB})")
+            total += size
+            if size > lim.blob or total > lim.total:
+                raise WireError(f"an array of {size} bytes (at most {lim.blob}; "
+                                f"{lim.total} in one message)")
             blobs.append(self._exactly(size))
-        return header, blobs
+        return message, blobs
 
     def close(self) -> None:
         for f in (self.wfile, self.rfile):
@@ -293,3 +439,29 @@ class Channel:
                 f.close()
             except Exception:
                 pass
+
+
+class Unexpected(WireError):
+    """A message that is none of the kinds this side reads; ``asked`` says what it asked for."""
+
+    def __init__(self, raw: bytes, why: str):
+        self.asked = describe(raw)
+        super().__init__(f"{self.asked} ({why})")
+
+
+def describe(raw: bytes) -> str:
+    """What a refused message asked for, in words, read leniently from its JSON."""
+    import json
+
+    try:
+        obj = json.loads(raw[:1 << 16])
+    except (ValueError, RecursionError):
+        return "a message that is not JSON"
+    if not isinstance(obj, dict):
+        return f"a message that is a JSON {type(obj).__name__}, not an object"
+    kind = str(obj.get("type", obj.get("kind", obj.get("op", "?"))))[:40]
+    name = obj.get("name")
+    what = f"{kind!r}" + (f" of {str(name)[:60]!r}" if name is not None else "")
+    if "target" in obj:
+        what += f" on object {str(obj.get('target'))[:20]}"
+    return f"a message asking for {what}"

@@ -41,7 +41,8 @@ from gpt2course.grade.reports import build_results, details, table, write_report
 from gpt2course.grade.runner import DEFAULT_MAX_OUTPUT, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Options, Runner
 from gpt2course.grade.submissions import Submission, collect
 from gpt2course.grade.verdict import Verdict, gib
-from gpt2course.grade.workspace import course_files, digests, needed_checkpoints, prepare_checkpoints
+from gpt2course.grade.workspace import (clean_cache, course_files, digests, needed_checkpoints,
+                                       prepare_checkpoints, warm_cache)
 from gpt2course.max_install import prepare_max
 
 
@@ -154,7 +155,7 @@ def run_all(todo: list[tuple[Submission, int]], runner: Runner, jobs: int,
             raise
     finally:
         pool.shutdown(wait=True)
-        runner.sweep()
+        runner.close()
     return verdicts
 
 
@@ -188,6 +189,9 @@ def grade(directory: Path, steps: list[int], points: dict[int, float], out: Path
     subs, ignored = collect(directory)
     prepare_max()
     prepare_checkpoints(needed_checkpoints(course, steps))
+    cache_warnings = clean_cache()
+    if opts.warm:
+        warm_cache(steps, opts.device, sharding.course_version(course), jobs)
     landlock = sandbox.landlock_abi() if opts.landlock else 0
     verdicts, todo = plan(subs, steps)
     owned = None
@@ -217,7 +221,7 @@ def grade(directory: Path, steps: list[int], points: dict[int, float], out: Path
             "options": {"timeout_s": opts.timeout, "memory_bytes": opts.memory, "jobs": jobs,
                         "write_fence": f"landlock ABI {landlock}" if landlock else "audit hook"},
             "seconds": round(time.monotonic() - t0, 1), "ignored": ignored,
-            "warnings": changed_while_grading(course_digest, subs)}
+            "warnings": cache_warnings + clean_cache() + changed_while_grading(course_digest, subs)}
     if shard is None:
         return build_results(subs, steps, points, verdicts, meta), None
     manifest = sharding.manifest(k, n, sharding.course_version(course), subs, steps, points, sorted(owned),
@@ -243,7 +247,8 @@ def cmd_grade(args) -> int:
     shard = sharding.parse_shard(args.shard) if args.shard else None
     opts = Options(timeout=args.timeout, memory=parse_size(args.memory), max_output=parse_size(args.max_output),
                    device=args.device, landlock=not args.no_sandbox,
-                   extra_writable=tuple(os.path.abspath(p) for p in args.allow_write), keep=args.keep)
+                   extra_writable=tuple(os.path.abspath(p) for p in args.allow_write), keep=args.keep,
+                   warm=not args.no_warm)
     out = Path(args.out)
 
     def interrupted(signum, frame):
@@ -325,4 +330,7 @@ def register(sub) -> None:
     p.add_argument("--no-sandbox", action="store_true",
                    help="do not apply the OS-level (Landlock) write fence")
     p.add_argument("--keep", action="store_true", help="keep the temporary workspaces (for debugging)")
+    p.add_argument("--no-warm", action="store_true",
+                   help="do not first compile the reference solutions into MAX's cache (checks cannot "
+                        "write to it: each compiles what the cache lacks on its own, every time)")
     p.set_defaults(func=cmd_grade)

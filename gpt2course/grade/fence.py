@@ -1,14 +1,17 @@
 """The fence of a graded check's worker: an audit hook (PEP 578; it cannot be removed once
-added) that refuses and records Python-level writes outside the worker's scratch folder (and
-MAX's cache), reads outside what it may read, and signals to processes outside the check's
-session. Native code and child processes are not seen by it: the sandbox's Landlock rules
-(gpt2course.grade.sandbox) cover them where the kernel has Landlock.
+added) that refuses Python-level writes outside the worker's scratch folder (and MAX's cache),
+reads outside what it may read, and signals to processes outside the check's session, and
+reports each to ``report`` the moment it happens (the worker passes a writer to the judge's
+alert pipe: the record is in the judge before the refused call returns, where the code under
+check cannot erase it). Native code and child processes are not seen by it: the Landlock rules
+(gpt2course.grade.landlock) refuse them where the kernel has Landlock.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 import threading
 
@@ -22,6 +25,12 @@ _PATH_EVENTS = {  # event -> indexes of (path, dir_fd) pairs among its arguments
 }
 
 
+# Symbols that reach the kernel around Python's own calls; no check needs them through ctypes.
+_RAW_SYMBOLS = {"syscall", "bpf", "ptrace", "process_vm_readv", "process_vm_writev", "prlimit", "prlimit64",
+                "setns", "unshare", "mount", "keyctl", "add_key", "request_key", "perf_event_open"}
+_PROC_PID = re.compile(r"^/proc/(\d+)(/|$)")
+
+
 class WriteFence:
     """Audit hook: Python-level writes outside ``roots``, and signals to processes outside this
     process's session (the grader, other students' checks), raise PermissionError and are recorded.
@@ -29,10 +38,11 @@ class WriteFence:
     refused and recorded too: Landlock refuses it as well where the kernel has it, but only
     this hook can say who tried."""
 
-    def __init__(self, roots, read_roots=None):
+    def __init__(self, roots, read_roots=None, report=None, guarded=()):
         self.roots = [os.path.realpath(r) for r in roots]
+        self.guarded = [os.path.realpath(r) for r in guarded]  # writable by native code only (MAX's cache)
         self.read_roots = None if read_roots is None else [os.path.realpath(r) for r in read_roots]
-        self.violations: list[str] = []
+        self.report = report if report is not None else (lambda text: None)
         self._busy = threading.local()
 
     @staticmethod
@@ -53,7 +63,7 @@ class WriteFence:
             return
         self._busy.on = True
         try:
-            self.violations.append(f"read {resolved}")
+            self.report(f"read outside its sandbox: {resolved}")
         finally:
             self._busy.on = False
         raise PermissionError(errno.EACCES, "grading: reads outside the sandbox are refused", resolved)
@@ -85,13 +95,36 @@ class WriteFence:
                 return
         except OSError:
             return  # no such process: the call fails by itself
-        self.violations.append(f"{event} {target} (signal {sig})")
+        self.report(f"signal outside the check: {event} {target} (signal {sig})")
         raise PermissionError(errno.EPERM, "grading: signalling processes outside the check is refused")
+
+    def _refuse(self, what: str, exc: type = PermissionError):
+        if getattr(self._busy, "on", False):
+            return
+        self._busy.on = True
+        try:
+            self.report(what)
+        finally:
+            self._busy.on = False
+        raise exc(errno.EPERM, f"grading: refused: {what}")
+
+    def _other_process(self, args) -> None:
+        """A read of another process's /proc files (its memory map, environment, command line)."""
+        resolved = self._resolve(args[0], None) if args else None
+        m = _PROC_PID.match(resolved or "")
+        if m and int(m.group(1)) != os.getpid():
+            self._refuse(f"read another process's /proc files: {resolved}")
 
     def __call__(self, event, args):
         if event in ("os.kill", "os.killpg"):
             return self._signal(event, args)
+        if event == "resource.prlimit" and args and args[0] not in (0, os.getpid()):
+            self._refuse(f"resource limits of another process: prlimit({args[0]}, ...)")
+        if event == "ctypes.dlsym" and len(args) > 1 and str(args[1]) in _RAW_SYMBOLS and self.read_roots is not None:
+            self._refuse(f"a raw system call through ctypes: {args[1]}")
         if event == "open":
+            if self.read_roots is not None:
+                self._other_process(args)
             if len(args) < 3 or not isinstance(args[2], int) or not args[2] & _WRITE_FLAGS:
                 if self.read_roots is not None:
                     self._read(args)
@@ -108,6 +141,9 @@ class WriteFence:
         try:
             for path, dir_fd in targets:
                 resolved = self._resolve(path, dir_fd)
+                if resolved is not None and self.guarded and self._beneath(resolved, self.guarded):
+                    self.report(f"changed MAX's cache (only MAX's own compiler writes there): {event} {resolved}")
+                    raise PermissionError(errno.EACCES, "grading: MAX's cache is MAX's", resolved)
                 if resolved is None or self.allowed(resolved):
                     continue
                 if event == "os.mkdir" and os.path.isdir(resolved):
@@ -116,14 +152,14 @@ class WriteFence:
                     # bytecode caching: importlib ignores the error; not the student's doing
                     raise PermissionError(errno.EACCES, "grading: writes outside the workspace are refused",
                                           resolved)
-                self.violations.append(f"{event} {resolved}")
+                self.report(f"write outside its workspace: {event} {resolved}")
                 raise PermissionError(errno.EACCES, "grading: writes outside the workspace are refused",
                                       resolved)
         finally:
             self._busy.on = False
 
 
-def install_write_fence(roots, read_roots=None) -> WriteFence:
-    fence = WriteFence(roots, read_roots)
+def install_write_fence(roots, read_roots=None, report=None, guarded=()) -> WriteFence:
+    fence = WriteFence(roots, read_roots, report, guarded)
     sys.addaudithook(fence)
     return fence

@@ -1,12 +1,14 @@
 """The grader's half of a graded check, loaded only by the grader (``-p gpt2course.grade.plugin``).
 
 This process is the judge: it never imports the code under check (the step fixture of
-gpt2course.check.plugin runs it in a worker process, gpt2course.check.remote). Here it
+gpt2course.check.plugin runs it in a worker process, gpt2course.check.judge_end). Here it
 reads the report key from stdin, draws this run's secret seed (the checks' weights and
-inputs), tells each worker how to confine itself (what it may read and write, no network;
-gpt2course.grade.sandbox), turns what the workers' fences and import refusers saw into
-problems, and signs the report at the end. The learner's plugin sees it only as its
-``observer``.
+inputs), starts each worker through the isolation launcher (its own PID and network
+namespaces, no capabilities, a seccomp filter: gpt2course.grade.isolation) and tells it how
+to confine itself (what it may read and write: gpt2course.grade.allowed), turns what the
+workers' fences and import refusers reported, and what a worker asked that the judge does not
+answer, into problems, and signs the report at the end. The learner's plugin sees it only as
+its ``observer``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ _GRADING = None  # this process's _Grading: pytest_runtest_logfinish is given no
 
 def pytest_configure(config):
     global _GRADING
+    from gpt2course.grade.isolation import protect_from_workers
+
+    protect_from_workers()  # no worker may read this process's memory, environment or maps
     config._gpt2_grading = _GRADING = _Grading(config)
 
 
@@ -96,32 +101,40 @@ class _Grading:
         pickled work from inside them); after, it cannot start a Python at all. So a graded
         worker runs MAX's in-process executor (MAX_EAGER_EXECUTOR=fallback-internal, MAX's own
         name, read when max is imported)."""
-        from gpt2course.grade import sandbox
+        import sys
+
+        from gpt2course.grade import allowed
         from gpt2course.max_install import child_env
 
-        spec = sandbox.worker_spec(ROOT, number, [str(self.scratch)])
+        spec = allowed.worker_spec(ROOT, number, [str(self.scratch)])
         spec["write"] += list(self.config.getoption("--grade-writable"))
         spec["network"] = False
         env = {k: v for k, v in child_env().items() if not k.startswith(("PYTEST_", "GPT2_COURSE"))}
         env.update(PYTHONPATH=str(ROOT), TMPDIR=str(self.scratch / "tmp"), PYTHONDONTWRITEBYTECODE="1",
                    MAX_EAGER_EXECUTOR="fallback-internal")
-        return {"confine": json.dumps(spec), "env": env, "cwd": str(self.scratch)}
+        return {"confine": json.dumps(spec), "env": env, "cwd": str(self.scratch),
+                "prefix": [sys.executable, "-m", "gpt2course.grade.isolation", "worker", "--"]}
 
     def started(self, remote) -> None:
         """The worker is up (the step loaded, or failed to): note what its confinement holds."""
         if self.held is None and remote.proc is not None:
             try:
-                self.held = remote.ask("confinement", None, doing="reporting its confinement")
+                self.held = remote.confinement()
             except CheckFailure:
                 self.held = []
         self.check()
 
     def check(self) -> None:
-        """What the workers' fences and import refusers reported since the last look."""
+        """What the workers' fences and import refusers reported since the last look, and what
+        a worker asked of the judge that the judge does not answer."""
         for remote in self.remotes:
             found, remote.alerts[:] = list(remote.alerts), []
             for alert in found:
                 self.problems.append(f"the submission tried to reach outside its sandbox: {alert}")
+            asked, remote.refusals[:] = list(remote.refusals), []
+            for what in asked:
+                self.problems.append(f"the submission asked the checking process for what it does not "
+                                     f"answer: {what}")
 
     def entry(self, item, call, entry) -> None:
         if item.get_closest_marker("needs_gpu") is not None and entry["outcome"] == "skipped":
@@ -134,10 +147,21 @@ class _Grading:
         report["grading"] = {"collected": {f"{n:02d}": c for n, c in sorted(self.collected.items())},
                              "problems": self.problems[:50], "signed": self.mac is not None,
                              "inputs": "public seed" if self.seed is None else f"secret seed {self.seed}",
-                             "confinement": list(self.held or [])}
+                             "confinement": _check_held() + list(self.held or [])}
         if self.mac is not None:
             report["signature"] = signing.sign(self.mac, report)
         return report
+
+
+def _check_held() -> list[str]:
+    """What the sandbox wrapper made hold for this whole check (gpt2course.grade.sandbox)."""
+    from gpt2course.grade.sandbox import HELD_ENV
+
+    try:
+        held = json.loads(os.environ.get(HELD_ENV, "[]"))
+    except ValueError:
+        return []
+    return [str(line) for line in held] if isinstance(held, list) else []
 
 
 @pytest.hookimpl(trylast=True)

@@ -46,12 +46,12 @@ def build_results(subs: list[Submission], steps: list[int], points: dict[int, fl
 
 
 def write_json(path: Path, results: dict) -> None:
-    path.write_text(json.dumps(results, indent=2))
+    path.write_text(json.dumps(results, indent=2), encoding="utf-8")
 
 
 def write_grades_csv(path: Path, results: dict) -> None:
     """One row per student and step, with the student's total and the maximum."""
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["student", "step", "title", "status", "points", "max_points", "passed_checks",
                     "total_checks", "seconds", "first_failing_check", "message", "student_total", "student_max"])
@@ -64,7 +64,7 @@ def write_grades_csv(path: Path, results: dict) -> None:
 
 def write_summary_csv(path: Path, results: dict) -> None:
     """One row per student: each step's status, the total and the maximum."""
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["student"] + [f"s{nn}" for nn in results["steps"]] + ["total", "max"])
         for name, s in results["students"].items():
@@ -104,11 +104,26 @@ WRITERS = {"grades.json": write_json, "grades.csv": write_grades_csv, "summary.c
 
 
 def write_reports(out: Path, results: dict) -> list[Path]:
+    """Every report; one writer's failure is said (on stderr and in ``failed.txt``) and never
+    costs the others. Each is written beside its place and then moved there, whole."""
+    import sys
+    import traceback
+
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths, failed = [], []
     for name, writer in WRITERS.items():
-        writer(out / name, results)
-        paths.append(out / name)
+        tmp = out / f".{name}.tmp"
+        try:
+            writer(tmp, results)
+            tmp.replace(out / name)
+            paths.append(out / name)
+        except Exception as exc:  # a grader bug in one format must not lose the class's grades
+            tmp.unlink(missing_ok=True)
+            failed.append(f"{name}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+            print(f"grade: could not write {name} ({type(exc).__name__}: {exc}); the other reports "
+                  "are written", file=sys.stderr)
+    if failed:
+        (out / "failed.txt").write_text("\n".join(failed), encoding="utf-8", errors="backslashreplace")
     return paths
 
 

@@ -1,4 +1,4 @@
-"""Running one check: its workspace, its sandboxed process, its limits, its log."""
+"""Running one check: its workspace, its sandboxed process, its cgroup, its limits, its log."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+from gpt2course.grade import allowed
+from gpt2course.grade.cgroup import CheckGroups
 from gpt2course.grade.submissions import Submission
 from gpt2course.max_install import child_env
 from gpt2course.grade.verdict import Verdict, judge
@@ -29,6 +31,11 @@ DEFAULT_TIMEOUT = 1200.0
 DEFAULT_MEMORY = "8G"
 DEFAULT_MAX_OUTPUT = "64M"
 LOG_KEEP = 1 << 20           # bytes of each check's output kept (head and tail)
+# A check whose processes used no CPU for this long waits on something that will not come (a
+# lock, a pipe nobody writes): stopped as an error that says what it waited on. MAX's compiles,
+# the judge's Hugging Face runs and a learner's code all use the CPU while they work.
+STALL_SECONDS = 120.0
+STALL_WORK = 0.02  # "no CPU": under 2% of one core over that time (idle threads still tick)
 
 
 @dataclasses.dataclass
@@ -40,6 +47,9 @@ class Options:
     landlock: bool = True
     extra_writable: tuple[str, ...] = ()
     keep: bool = False
+    namespaces: bool = True
+    stall: float = STALL_SECONDS
+    warm: bool = True
 
 
 class Runner:
@@ -51,6 +61,7 @@ class Runner:
         self.active: set[int] = set()
         self.stopping = False
         self.cache = modular_cache()
+        self.groups = CheckGroups()
         self.counter = 0
         try:
             import psutil  # a dependency of max
@@ -76,7 +87,8 @@ class Runner:
         verdict.seconds = time.monotonic() - t0
         return verdict
 
-    def command(self, step: int, ws: Path, report: Path) -> list[str]:
+    def command(self, step: int, ws: Path, report: Path, job: Path | None = None,
+                group=None) -> list[str]:
         from gpt2course.check.command import check_command
 
         check = check_command(step, "steps", self.opts.device, str(report), root=ws)
@@ -86,6 +98,14 @@ class Runner:
         sandbox = [sys.executable, "-m", "gpt2course.grade.sandbox", "sandbox", "--memory", str(self.opts.memory)]
         for w in writable:
             sandbox += ["--write", w]
+        for r in allowed.judge_reads(ws):
+            sandbox += ["--read", r]
+        if group is not None:
+            sandbox += ["--cgroup", str(group.path)]
+        if job is not None:
+            sandbox += ["--cache", str(self.cache), "--layer", str(job / "cache-layer")]
+        if not self.opts.namespaces:
+            sandbox.append("--no-namespaces")
         if not self.opts.landlock:
             sandbox.append("--no-landlock")
         return sandbox + ["--", *check]
@@ -110,13 +130,14 @@ class Runner:
         report_path = ws / "report.json"
         key = secrets.token_hex(32)
         log_path = job / "output.log"
+        group = self.groups.new(job.name)
         with open(log_path, "wb") as log:
             with self.lock:
                 if self.stopping:
                     raise KeyboardInterrupt
-                proc = subprocess.Popen(self.command(step, ws, report_path), cwd=ws, env=self.env(ws),
-                                        stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                proc = subprocess.Popen(self.command(step, ws, report_path, job, group), cwd=ws,
+                                        env=self.env(ws), stdin=subprocess.PIPE, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
                 self.active.add(proc.pid)
             try:
                 proc.stdin.write(key.encode() + b"\n")
@@ -124,40 +145,66 @@ class Runner:
             except OSError:
                 pass
             seen: set = set()
-            reason = self._watch(proc, log, seen)
+            reason, detail = self._watch(proc, log, seen, group)
+            if group is not None:
+                group.kill()
             self._kill(proc, seen)
             with self.lock:
                 self.active.discard(proc.pid)
             self.sweep()
         rc = proc.returncode
         kept = self._keep_log(log_path, sub.name, step)
-        verdict = judge(sub.name, step, key, report_path, rc, reason, kept, self.opts)
+        verdict = judge(sub.name, step, key, report_path, rc, reason, kept, self.opts, stalled=detail)
         verdict.log = str(self.logs / _safe(sub.name) / f"step_{step:02d}.log")
         return verdict
 
-    def _watch(self, proc: subprocess.Popen, log, seen: set) -> str | None:
+    def _watch(self, proc: subprocess.Popen, log, seen: set, group=None) -> tuple[str | None, str | None]:
         """Waits for the check to end; returns why it was stopped early (timeout, output,
-        memory), or None if it ended by itself. ``seen`` collects the processes it started."""
+        memory, stalled: with what it waited on), or None if it ended by itself. ``seen``
+        collects the processes it started."""
         deadline = time.monotonic() + self.opts.timeout
         next_probe = 0.0
+        cpu, busy_at = None, time.monotonic()
         while True:
             try:
                 proc.wait(timeout=0.25)
-                return None
+                return None, None
             except subprocess.TimeoutExpired:
                 pass
             now = time.monotonic()
             if now > deadline:
-                return "timeout"
+                return "timeout", None
             if now >= next_probe:
                 next_probe = now + 0.5
                 try:
                     if os.fstat(log.fileno()).st_size > self.opts.max_output:
-                        return "output"
+                        return "output", None
                 except OSError:
                     pass
                 if self._over_memory(proc.pid, seen):
-                    return "memory"
+                    return "memory", None
+                used = self._cpu(proc.pid, seen, group)
+                if used is None or cpu is None or used - cpu > STALL_WORK * self.opts.stall:
+                    cpu, busy_at = used, now  # working: at least STALL_WORK of a core since busy_at
+                elif now - busy_at > self.opts.stall:
+                    return "stalled", _waits(proc.pid, group, self.psutil)
+
+    def _cpu(self, pid: int, seen: set, group) -> float | None:
+        """CPU seconds the check's processes have used (its cgroup's, or the live tree's)."""
+        if group is not None:
+            usec = group.cpu_usec()
+            if usec is not None:
+                return usec / 1e6
+        if self.psutil is None:
+            return None
+        total = 0.0
+        for p in list(seen):
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+            except self.psutil.Error:
+                pass
+        return round(total, 2)
 
     def _over_memory(self, pid: int, seen: set) -> bool:
         if self.psutil is None:
@@ -212,6 +259,11 @@ class Runner:
                 except (ProcessLookupError, PermissionError):
                     pass
 
+    def close(self) -> None:
+        """After the last check: orphans reaped, the grader's cgroup folder removed."""
+        self.sweep()
+        self.groups.close()
+
     def sweep(self) -> None:
         """Kills and reaps orphans a check left behind (they are re-parented to us, the subreaper)."""
         if self.psutil is None:
@@ -248,6 +300,36 @@ class Runner:
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(data)
         return data.decode("utf-8", "replace")
+
+
+def _waits(pid: int, group, psutil) -> str:
+    """What a stalled check's processes wait in, from /proc: the kernel function (wchan) and,
+    for a process blocked opening or locking a file, which file."""
+    pids = group.pids() if group is not None else []
+    if not pids and psutil is not None:
+        try:
+            pids = [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            pids = [pid]
+    found = []
+    for p in pids[:8]:
+        try:
+            wchan = open(f"/proc/{p}/wchan").read().strip() or "?"
+            call = open(f"/proc/{p}/syscall").read().split()
+        except OSError:
+            continue
+        what = f"pid {p} waits in {wchan}"
+        if call and call[0].isdigit() and len(call) > 2:
+            try:  # a file it has open that is not a plain file (a pipe or fifo put in a cache)
+                for fd in os.listdir(f"/proc/{p}/fd"):
+                    target = os.readlink(f"/proc/{p}/fd/{fd}")
+                    if target.startswith("/") and not os.path.isfile(target) and "/dev/" not in target:
+                        what += f" (holds {target})"
+                        break
+            except OSError:
+                pass
+        found.append(what)
+    return "; ".join(found) or "no process could be inspected"
 
 
 def _become_subreaper() -> None:

@@ -9,6 +9,8 @@ import re
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from gpt2course.text import clean_text
+
 MAX_STEP_FILE = 1 << 20      # a step file larger than this is refused
 SKIP_DIRS = {".git", "__MACOSX", "__pycache__", ".venv", "venv", "node_modules", "solutions", ".github"}
 STEP_RE = re.compile(r"^step_(\d{2})\.py$")
@@ -122,8 +124,9 @@ def collect(directory: Path) -> tuple[list[Submission], list[str]]:
         else:
             ignored.append(entry.name)
             continue
+        name = clean_text(name, 100, newlines=False)  # a folder's name is the student's: printed, stored
         if name in names:
-            name = entry.name
+            name = clean_text(entry.name, 100, newlines=False)
         names.add(name)
         subs.append(reader(entry, name))
     return subs, ignored

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gpt2course.grade import signing
+from gpt2course.text import clean_text
 
 if TYPE_CHECKING:
     from gpt2course.grade.runner import Options
@@ -29,6 +30,15 @@ class Verdict:
     seconds: float = 0.0
     log: str | None = None
 
+    def cleaned(self) -> "Verdict":
+        """Every string that came from the check made safe to print and store (the one place
+        the grader takes text from a check: gpt2course.text.clean_text)."""
+        for name, limit in (("check", 300), ("message", 4000), ("hint", 1000)):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, clean_text(value, limit))
+        return self
+
     def as_dict(self) -> dict:
         return {"status": self.status, "check": self.check, "message": self.message, "hint": self.hint,
                 "passed_checks": self.passed_checks, "total_checks": self.total_checks,
@@ -40,9 +50,12 @@ def gib(n: int) -> str:
 
 
 
-def _stopped(v: Verdict, reason: str | None, opts: Options) -> Verdict | None:
-    """The verdict of a check the runner stopped (timeout, memory, output), else None."""
-    if reason == "timeout":
+def _stopped(v: Verdict, reason: str | None, opts: Options, stalled: str | None = None) -> Verdict | None:
+    """The verdict of a check the runner stopped (timeout, memory, output, stalled), else None."""
+    if reason == "stalled":
+        v.message = (f"the check stopped working: its processes used no CPU for {opts.stall:g} s, "
+                     f"waiting on something that never came (a lock, a pipe): {stalled or 'unknown'}")
+    elif reason == "timeout":
         v.status, v.message = "timeout", f"did not finish within {opts.timeout:g} s (--timeout)"
     elif reason == "memory":
         v.message = f"ran out of memory: a process went over {gib(opts.memory)} (--memory)"
@@ -121,18 +134,18 @@ def _from_checks(v: Verdict, report: dict, nn: str, rc: int | None, opts: Option
 
 
 def judge(student: str, step: int, key: str, report_path: Path, rc: int | None, reason: str | None,
-          output: str, opts: Options) -> Verdict:
+          output: str, opts: Options, stalled: str | None = None) -> Verdict:
     """The verdict of one check, from how it ended and its signed report."""
     v = Verdict(student, step, "error")
-    stopped = _stopped(v, reason, opts)
+    stopped = _stopped(v, reason, opts, stalled)
     if stopped is not None:
-        return stopped
+        return stopped.cleaned()
     nn = f"{step:02d}"
     report = read_report(report_path)
     if report is None or not isinstance(report.get("steps"), dict) or nn not in report["steps"]:
-        return _no_report(v, rc, output, opts)
+        return _no_report(v, rc, output, opts).cleaned()
     problem = _untrusted(report, key)
     if problem is not None:
         v.message = problem
-        return v
-    return _from_checks(v, report, nn, rc, opts)
+        return v.cleaned()
+    return _from_checks(v, report, nn, rc, opts).cleaned()

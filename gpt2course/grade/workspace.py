@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -75,8 +76,9 @@ def prepare_checkpoints(names: list[str]) -> None:
 
 def modular_cache() -> Path:
     """MAX's kernel cache, shared by every check (HOME is left alone so it is found), made if
-    missing: the judges may write it and so may their workers (execute.max_cache_dir owns
-    where it is, MODULAR_CACHE_DIR included, so both agree)."""
+    missing. Each check sees it read-only under a layer of its own (gpt2course.grade.isolation);
+    only the grader writes it (``warm_cache``). execute.max_cache_dir owns where it is,
+    MODULAR_CACHE_DIR included, so grader, judges and workers agree."""
     from gpt2course.check.execute import max_cache_dir
 
     path = max_cache_dir()
@@ -84,3 +86,62 @@ def modular_cache() -> Path:
     return path
 
 
+
+
+WARMED = ".gpt2course-warmed.json"  # in MAX's cache: the steps warmed, per course version
+
+
+def warm_cache(steps: list[int], device: str | None, version: str, jobs: int) -> None:
+    """Compiles, outside any sandbox, what the reference solutions of ``steps`` need into MAX's
+    shared cache, once per course version: the checks read it, and what a check compiles itself
+    is discarded with it, so without this every check of a compiled step would compile from
+    nothing. A reference that fails to check is said, and grading goes on."""
+    import json
+
+    from gpt2course.check.command import timed_say, warm
+
+    stamp = modular_cache() / WARMED
+    try:
+        done = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        done = {}
+    key = f"{version}:{device or 'cpu'}"
+    warmed = set(done.get(key, [])) if isinstance(done, dict) else set()
+    todo = [n for n in steps if n not in warmed]
+    if not todo:
+        return
+    print(f"warming MAX's cache with the reference solutions of steps {', '.join(f'{n:02d}' for n in todo)} "
+          "(once per course version; checks may read the cache, not write it) ...", file=sys.stderr, flush=True)
+    failed = dict(warm(todo, device, jobs, timed_say(sys.stderr)))
+    for n, result in failed.items():
+        print(f"  step {n:02d}: its reference FAILED: "
+              f"{str((result.get('first_failure') or {}).get('message'))[:300]}", file=sys.stderr, flush=True)
+    warmed.update(n for n in todo if n not in failed)
+    stamp.write_text(json.dumps({key: sorted(warmed)}))
+
+
+def clean_cache() -> list[str]:
+    """Warnings for what in MAX's shared cache is not a plain file, folder or link within it (a
+    named pipe in place of a lock file would make every later MAX call wait forever), each
+    removed."""
+    found = []
+    root = modular_cache()
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+                continue
+            if stat.S_ISLNK(st.st_mode) and os.path.realpath(path).startswith(os.path.realpath(root) + os.sep):
+                continue  # a link within the cache: MAX's own
+            kind = ("a symbolic link" if stat.S_ISLNK(st.st_mode) else "a named pipe" if stat.S_ISFIFO(st.st_mode)
+                    else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device file")
+            try:
+                os.unlink(path)
+                found.append(f"MAX's cache held {kind}, removed: {path}")
+            except OSError as exc:
+                found.append(f"MAX's cache holds {kind} that could not be removed ({exc.strerror}): {path}")
+    return found
