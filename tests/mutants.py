@@ -104,10 +104,10 @@ MUTANTS: dict[int, list[tuple[str, str, str, str]]] = {
 }
 
 # Step 13's mistakes live beside its check (tests/mutants_13.py). The honesty suite runs
-# the two caught by the cheap helper checks, one caught only by the compiled model and one in
-# the end-of-text loop (caught by a NumPy stand-in, after the model sub-checks, which load the
-# solution's graph from MAX's cache), so CI proves both kinds of sub-check can fail without
-# compiling the 124M model seven times.
+# the two caught by the cheap helper checks and two in the generation loop (a decode step
+# given the prefill's cache; end-of-text ignored), caught by NumPy stand-in models, which the
+# check runs before it compiles the model: none of the four compiles the 124M model. (The
+# model sub-checks' power is the solution passing them and tests/test_step_13.py's traps.)
 from mutants_13 import MUTANTS as _STEP_13, SAYS as _SAYS_13  # noqa: E402
 
 _CHOSEN_13 = {"new_positions ignores past_length", "mask: query positions not offset",

@@ -5,15 +5,22 @@ tests/alternatives.py. (That every check passes on its solution is `pytest tests
 --target=solutions` itself.)
 
 Each case runs the real learner command, `python -m gpt2course check NN --target DIR`, in a
-subprocess, with DIR holding the skeleton, the mutated solution or the alternative as step_NN.py. The cases run
-two at a time (most of a cached case is Python start-up, which uses one core).
+subprocess, with DIR holding the skeleton, the mutated solution or the alternative as step_NN.py.
+
+On a new machine most of the cost is MAX compiling kernels the first time, so the cases come
+after `python -m gpt2course warm` of the steps they cover (two lanes; the compiled steps one
+after another, so each reuses the kernels of the one before): a mutant then compiles only its
+own graph from cached kernels. The cases run two at a time, the compiled steps' first, so the
+cheap ones fill in at the end.
 """
 
 import concurrent.futures
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -58,9 +65,41 @@ def run_case(case, folder) -> tuple[int, dict | None, str]:
     cmd = [sys.executable, "-m", "gpt2course", "check", str(step), "--target", str(folder),
            "--report-json", str(report), "--fail-fast"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    t0, files = time.monotonic(), _cache_files()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
     result = json.loads(report.read_text())["steps"][f"{step:02d}"] if report.exists() else None
+    _log_case(case, time.monotonic() - t0, _cache_files() - files, proc.stdout + proc.stderr)
     return proc.returncode, result, proc.stdout + proc.stderr
+
+
+def _cache_files() -> int:
+    from gpt2course.check.execute import max_cache_dir
+
+    return sum(len(files) for _, _, files in os.walk(max_cache_dir()))
+
+
+def _log_case(case, seconds: float, new_files: int, out: str) -> None:
+    """One line per case for bench/bench_suite.py (GPT2COURSE_SUITE_LOG): its seconds, how many
+    files MAX's cache gained while it ran (with two cases at a time, the other's count too) and
+    the compiles the check announced."""
+    path = os.environ.get("GPT2COURSE_SUITE_LOG")
+    if not path:
+        return
+    compiles = [float(s) for s in re.findall(r"compiled in ([\d.]+)s", out)]
+    with open(path, "a") as f:
+        f.write(json.dumps({"case": case_id(case), "seconds": round(seconds, 1), "cache_files_gained": new_files,
+                            "compiled_s": compiles, "end": time.time()}) + "\n")
+
+
+def _cost_order(case):
+    """Compiled steps' mutants and alternatives first (each compiles a graph of its own), then
+    eager ones, then the rest (skeletons and NumPy steps: seconds), so two slow cases run side
+    by side early and the quick ones fill the end."""
+    step, edit = case
+    kind = course.step(step).get("max")
+    if edit is None:
+        return (3, step)
+    return (0 if kind == "compiled" and step != 12 else 1 if kind in ("compiled", "eager") else 2, -step)
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +110,14 @@ def outcomes(request, tmp_path_factory):
               if getattr(item, "callspec", None) is not None and "case" in item.callspec.params
               and item.module.__name__ == request.module.__name__}
     cases = [c for c in SKELETONS + MISTAKES + CORRECT if case_id(c) in chosen]
+    steps = sorted({step for step, _ in cases})
+    if steps:
+        warm = subprocess.run([sys.executable, "-m", "gpt2course", "warm", "--jobs", "2",
+                               "--steps", ",".join(f"{n:02d}" for n in steps)],
+                              cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+                              text=True, timeout=3600)
+        assert warm.returncode == 0, warm.stdout[-3000:] + warm.stderr[-3000:]
+    cases.sort(key=_cost_order)
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         futures = {case_id(c): pool.submit(run_case, c, base / f"case{i}") for i, c in enumerate(cases)}
         return {key: f.result() for key, f in futures.items()}

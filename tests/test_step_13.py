@@ -1,10 +1,11 @@
 """Step 13 check: the KV cache.
 
-The cached model (MaxGPT2LMHeadModelWithCache) must give, at every position,
-the logits Hugging Face's GPT-2 gives without a cache: for the prompt
-(prefill), for each token decoded one at a time, and for several new tokens at
-once after a cache. Then generate_with_cache must call the model as a cache needs, stop at
-end-of-text as step 12's loop does (NumPy stand-in models, no compile), and produce, greedily,
+The two helpers first (TODO 1-2); then generate_with_cache must call the model as a cache
+needs and stop at end-of-text as step 12's loop does (NumPy stand-in models: no compile, so a
+broken loop fails in seconds, before the model is compiled). Then the cached model
+(MaxGPT2LMHeadModelWithCache) must give, at every position, the logits Hugging Face's GPT-2
+gives without a cache: for the prompt (prefill), for each token decoded one at a time, and for
+several new tokens at once after a cache; and generate_with_cache must produce, greedily,
 exactly Hugging Face's generate(do_sample=False) tokens. All on the 124M-shaped seeded
 checkpoint: the cached model is compiled once (about as long as step 11's
 model; cached afterwards).
@@ -150,52 +151,6 @@ def test_mask(step):
     harness.once(step, "mask", lambda: _mask(step))
 
 
-def test_parameters(step):
-    """the cached model's parameters carry Hugging Face's names and shapes (the same checkpoint loads)"""
-    harness.parameters_match(step, EXPORT, make, wts(), EXPORT,
-                            hint="the cached model has the same parameters as step 11's: "
-                                 "transformer.wte, transformer.wpe, transformer.h.N..., transformer.ln_f, lm_head")
-
-
-def test_prefill(step):
-    """prefill (the prompt, empty cache): logits equal Hugging Face's at every prompt position"""
-    out = run_sequence(step)["prefill"]
-    compare(f"logits of the {PROMPT}-token prompt", out, hf_logits()[:, :PROMPT], atol=TOL, rtol=TOL,
-            hint="with an empty cache the model must compute exactly step 11's logits: "
-                 "check the attention (TODO 3, 4) and the positions (TODO 5)")
-
-
-def test_decode(step):
-    """decode, one token at a time: logits equal the uncached model's at every position"""
-    outs = run_sequence(step)
-    want = hf_logits()
-    for pos in range(PROMPT, DECODE_UNTIL):
-        traps = {}
-        if pos == PROMPT:
-            traps = {
-                "position 0": (lambda: hf_trap_logits(pos, position=0, with_cache=True),
-                               "the new token was embedded at position 0; it sits at the cache length "
-                               "(TODO 5: new_positions(past_length, seq_length))"),
-                "no cache": (lambda: hf_trap_logits(pos, position=0, with_cache=False),
-                             "the new token saw only itself: the cache did not reach it (is the "
-                             "grown cache returned and passed on? TODO 3, 6)"),
-            }
-        compare(f"logits of the token at position {pos} (decode step {pos - PROMPT + 1}, cache length {pos})",
-                outs[pos], want[:, pos:pos + 1], atol=TOL, rtol=TOL, traps=traps,
-                hint="a decode step feeds one token and the cache: its position is the cache length "
-                     "(TODO 5), its key and value are appended to the cache (TODO 3) and every block's "
-                     "grown cache is returned (TODO 6)")
-
-
-def test_chunk_after_cache(step):
-    """several new tokens at once after a cache: logits equal the uncached model's"""
-    out = run_sequence(step)["chunk"]
-    compare(f"logits of positions {DECODE_UNTIL}..{SEQ - 1} fed together after a cache of {DECODE_UNTIL}",
-            out, hf_logits()[:, DECODE_UNTIL:], atol=TOL, rtol=TOL,
-            hint="among several new tokens the causal mask still applies, shifted by the cache "
-                 "length: cached_causal_mask(past_length, seq_length) (TODO 2, 4)")
-
-
 class RecordingModel:
     """A NumPy stand-in for the cached model: the next token is always (last token + 1) % 11,
     and every call is recorded with the cache it was given (each call returns a new one, a
@@ -322,6 +277,52 @@ def test_generate_eos(step):
                                   greedy=True))
     expect_equal("generate_with_cache without eos_token_id: ids shape", list(got.shape), [1, 7],
                  "with eos_token_id=None never stop early: always max_new_tokens new tokens")
+
+
+def test_parameters(step):
+    """the cached model's parameters carry Hugging Face's names and shapes (the same checkpoint loads)"""
+    harness.parameters_match(step, EXPORT, make, wts(), EXPORT,
+                            hint="the cached model has the same parameters as step 11's: "
+                                 "transformer.wte, transformer.wpe, transformer.h.N..., transformer.ln_f, lm_head")
+
+
+def test_prefill(step):
+    """prefill (the prompt, empty cache): logits equal Hugging Face's at every prompt position"""
+    out = run_sequence(step)["prefill"]
+    compare(f"logits of the {PROMPT}-token prompt", out, hf_logits()[:, :PROMPT], atol=TOL, rtol=TOL,
+            hint="with an empty cache the model must compute exactly step 11's logits: "
+                 "check the attention (TODO 3, 4) and the positions (TODO 5)")
+
+
+def test_decode(step):
+    """decode, one token at a time: logits equal the uncached model's at every position"""
+    outs = run_sequence(step)
+    want = hf_logits()
+    for pos in range(PROMPT, DECODE_UNTIL):
+        traps = {}
+        if pos == PROMPT:
+            traps = {
+                "position 0": (lambda: hf_trap_logits(pos, position=0, with_cache=True),
+                               "the new token was embedded at position 0; it sits at the cache length "
+                               "(TODO 5: new_positions(past_length, seq_length))"),
+                "no cache": (lambda: hf_trap_logits(pos, position=0, with_cache=False),
+                             "the new token saw only itself: the cache did not reach it (is the "
+                             "grown cache returned and passed on? TODO 3, 6)"),
+            }
+        compare(f"logits of the token at position {pos} (decode step {pos - PROMPT + 1}, cache length {pos})",
+                outs[pos], want[:, pos:pos + 1], atol=TOL, rtol=TOL, traps=traps,
+                hint="a decode step feeds one token and the cache: its position is the cache length "
+                     "(TODO 5), its key and value are appended to the cache (TODO 3) and every block's "
+                     "grown cache is returned (TODO 6)")
+
+
+def test_chunk_after_cache(step):
+    """several new tokens at once after a cache: logits equal the uncached model's"""
+    out = run_sequence(step)["chunk"]
+    compare(f"logits of positions {DECODE_UNTIL}..{SEQ - 1} fed together after a cache of {DECODE_UNTIL}",
+            out, hf_logits()[:, DECODE_UNTIL:], atol=TOL, rtol=TOL,
+            hint="among several new tokens the causal mask still applies, shifted by the cache "
+                 "length: cached_causal_mask(past_length, seq_length) (TODO 2, 4)")
 
 
 def test_generate_greedy(step):
