@@ -17,6 +17,16 @@ MAX's cache) and how many files MAX's cache gained: a grown cache is what says M
     python bench/bench_edit.py --fresh-cache /tmp/mc     # an empty cache: first-time costs
     python bench/bench_edit.py --steps 3 4 --repeat 1
 
+    python bench/bench_edit.py --first-hour --fresh-cache /tmp/mc   # a new learner's first hour
+
+--first-hour times what a learner meets on a new machine after `make install`: `make warm`
+(`python -m gpt2course warm --jobs 2`; per step, when it finished), then the first check of
+every step (the reference's code, as a learner's correct answer), then an edit of each step
+whose check compiles a graph (the same code made into a graph of its own, as bench_grade's
+--distinct does: exactly the same values, a constant no other graph has) and that file again,
+and prints them beside issue 20's aims (first check 15 s eager, 30 s compiled; an edit 30 s
+for 07 and 09, 60 s for 10, 11 and 13).
+
 --fresh-cache DIR points MAX's caches at DIR (XDG_CACHE_HOME=DIR, so MAX uses DIR/modular;
 bench/README.md says how that was found) for every check this run starts; DIR is emptied first.
 No test runs this; its figures depend on the machine and on what else runs on it (the load
@@ -36,7 +46,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from alternatives import ALTERNATIVES  # noqa: E402
 
@@ -92,12 +102,61 @@ def cases(step: int, tmp: Path):
         yield f"alternative: {name}", folder
 
 
+AIMS = {"first eager": 15.0, "first compiled": 30.0, "edit": {7: 30.0, 9: 30.0, 10: 60.0, 11: 60.0, 13: 60.0}}
+
+
+def first_hour(env: dict, device: str | None, jobs: int) -> int:
+    """`warm`, then every step's first check, then an edit of each compiled step (see the docstring)."""
+    import random
+
+    from bench_grade import distinct
+
+    t0 = time.time()
+    warm = subprocess.run([sys.executable, "-m", "gpt2course", "warm", "--jobs", str(jobs)], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    warm_s = time.time() - t0
+    print(warm.stdout[-6000:], warm.stderr[-2000:], sep="\n", flush=True)
+    print(f"warm: {warm_s:.0f}s ({'ok' if warm.returncode == 0 else 'FAILED'}); {load()}", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-first-hour-") as tmp:
+        for step in course.numbers():
+            kind = course.step(step).get("max")
+            first = check(step, course.solution_file(step), env, device)
+            edit = again = None
+            if kind == "compiled":
+                folder = Path(tmp) / f"s{step:02d}"
+                folder.mkdir()
+                text = distinct(course.solution_file(step).read_text(), random.randrange(1, 10 ** 9))
+                (folder / f"step_{step:02d}.py").write_text(text)
+                edit, again = check(step, folder, env, device), check(step, folder, env, device)
+            rows.append((step, kind, first, edit, again))
+            print(f"s{step:02d} ({kind}): first check {first['seconds']:.1f}s {first['verdict']}"
+                  + (f"; edit {edit['seconds']:.1f}s {edit['verdict']} (+{edit['new_cache_files']} cache files), "
+                     f"again {again['seconds']:.1f}s" if edit else "") + f"; {load()}", flush=True)
+    print(f"\n`make warm` on this cache: {warm_s:.0f}s\n")
+    print("| step | MAX | first check | aim | edit (graph of its own) | aim | the edited file again |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    ok = warm.returncode == 0
+    for step, kind, first, edit, again in rows:
+        aim = AIMS["first compiled"] if kind == "compiled" else AIMS["first eager"]
+        edit_aim = AIMS["edit"].get(step)
+        edited = (f"{edit['seconds']:.1f} s | {f'{edit_aim:.0f} s' if edit_aim else '-'} | {again['seconds']:.1f} s"
+                  if edit else "- | - | -")
+        print(f"| {step:02d} | {kind} | {first['seconds']:.1f} s | {aim:.0f} s | {edited} |")
+        ok &= first["verdict"] == "passed" and (edit is None or edit["verdict"] == "passed")
+    print(f"\n{load()}")
+    return 0 if ok else 1
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, nargs="+", default=[3, 4, 7, 8])
     ap.add_argument("--repeat", type=int, default=2, help="runs of each case (default 2)")
     ap.add_argument("--fresh-cache", metavar="DIR", help="empty DIR and use it as MAX's cache")
     ap.add_argument("--device", default=None, choices=course.DEVICES)
+    ap.add_argument("--first-hour", action="store_true", help="warm, every step's first check, an edit of each "
+                    "compiled step (a new learner's first hour; use with --fresh-cache)")
+    ap.add_argument("--jobs", type=int, default=2, help="warm's --jobs in --first-hour (default 2)")
     args = ap.parse_args(argv)
 
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -108,6 +167,8 @@ def main(argv=None) -> int:
         env.pop("MODULAR_CACHE_DIR", None)
     print(f"MAX cache: {modular_cache(env)} ({count_files(modular_cache(env))} files); "
           f"{os.cpu_count()} CPUs; {load()}", flush=True)
+    if args.first_hour:
+        return first_hour(env, args.device, args.jobs)
 
     rows = []  # (step, case, run, result)
     with tempfile.TemporaryDirectory(prefix="bench-edit-") as tmp:

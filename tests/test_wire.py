@@ -104,3 +104,16 @@ def test_a_message_of_another_kind_is_named_and_refused():
     with pytest.raises(wire.Unexpected, match="'request' of '__globals__'"):
         ch.receive()
     ch.close()
+
+
+def test_text_with_lone_surrogates_still_crosses():
+    """A learner's error message may hold lone surrogates: they arrive escaped, not as a
+    message the other side must refuse."""
+    import os
+
+    r, w = os.pipe()
+    ch = wire.Channel(r, w, wire.FROM_WORKER, wire.FROM_WORKER_LIMITS)
+    ch.send(wire.Raise(id=1, error=wire.Error(type="error", message="bad \ud800 text \udfff")))
+    message, _ = ch.receive()
+    assert message.error.message == "bad \\ud800 text \\udfff"
+    ch.close()

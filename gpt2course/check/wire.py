@@ -384,10 +384,8 @@ class Channel:
     def send(self, message: _Message, blobs: list[bytes] = ()) -> None:
         try:
             data = msgspec.json.encode(message)
-        except UnicodeEncodeError:  # text with lone surrogates (a learner's error message)
-            import json
-
-            data = json.dumps(msgspec.to_builtins(message), ensure_ascii=True).encode()
+        except UnicodeEncodeError:  # text with lone surrogates (a learner's error message): escaped
+            data = msgspec.json.encode(_mend(msgspec.to_builtins(message)))
         try:
             with self.lock:
                 self.wfile.write(_LEN.pack(len(data)) + data)
@@ -439,6 +437,18 @@ class Channel:
                 f.close()
             except Exception:
                 pass
+
+
+def _mend(value):
+    """``value`` with every string's lone surrogates written as backslash escapes (JSON can
+    carry only whole UTF-16 pairs; a lone one would make the other side refuse the message)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_mend(v) for v in value]
+    if isinstance(value, dict):
+        return {_mend(k): _mend(v) for k, v in value.items()}
+    return value
 
 
 class Unexpected(WireError):

@@ -38,6 +38,7 @@ from gpt2course import course
 from gpt2course.course import ROOT
 from gpt2course.grade import sandbox, shard as sharding
 from gpt2course.grade.reports import build_results, details, table, write_reports
+from gpt2course.grade import runner as runner_module
 from gpt2course.grade.runner import DEFAULT_MAX_OUTPUT, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Options, Runner
 from gpt2course.grade.submissions import Submission, collect
 from gpt2course.grade.verdict import Verdict, gib
@@ -248,7 +249,7 @@ def cmd_grade(args) -> int:
     opts = Options(timeout=args.timeout, memory=parse_size(args.memory), max_output=parse_size(args.max_output),
                    device=args.device, landlock=not args.no_sandbox,
                    extra_writable=tuple(os.path.abspath(p) for p in args.allow_write), keep=args.keep,
-                   warm=not args.no_warm)
+                   warm=not args.no_warm, stall=args.stall)
     out = Path(args.out)
 
     def interrupted(signum, frame):
@@ -330,6 +331,9 @@ def register(sub) -> None:
     p.add_argument("--no-sandbox", action="store_true",
                    help="do not apply the OS-level (Landlock) write fence")
     p.add_argument("--keep", action="store_true", help="keep the temporary workspaces (for debugging)")
+    p.add_argument("--stall", type=float, default=runner_module.STALL_SECONDS, metavar="SECONDS",
+                   help="a check whose processes use no CPU this long is stopped as an error "
+                        f"(default {runner_module.STALL_SECONDS:g})")
     p.add_argument("--no-warm", action="store_true",
                    help="do not first compile the reference solutions into MAX's cache (checks cannot "
                         "write to it: each compiles what the cache lacks on its own, every time)")

@@ -141,13 +141,13 @@ class WriteFence:
         try:
             for path, dir_fd in targets:
                 resolved = self._resolve(path, dir_fd)
-                if resolved is not None and self.guarded and self._beneath(resolved, self.guarded):
+                if resolved is None or (event == "os.mkdir" and os.path.isdir(resolved)):
+                    continue  # mkdir(exist_ok=True) of a folder that is there: changes nothing
+                if self.guarded and self._beneath(resolved, self.guarded):
                     self.report(f"changed MAX's cache (only MAX's own compiler writes there): {event} {resolved}")
                     raise PermissionError(errno.EACCES, "grading: MAX's cache is MAX's", resolved)
-                if resolved is None or self.allowed(resolved):
+                if self.allowed(resolved):
                     continue
-                if event == "os.mkdir" and os.path.isdir(resolved):
-                    continue  # mkdir(exist_ok=True) of a folder that is there: changes nothing
                 if "__pycache__" in resolved.split(os.sep):
                     # bytecode caching: importlib ignores the error; not the student's doing
                     raise PermissionError(errno.EACCES, "grading: writes outside the workspace are refused",

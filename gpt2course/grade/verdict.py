@@ -92,8 +92,9 @@ def _untrusted(report: dict, key: str) -> str | None:
     if not signing.signature_ok(key, report):
         return "the report was not written by the checking code (its signature does not match)"
     problems = (report.get("grading") or {}).get("problems") or []
-    if problems:
-        return problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+    if problems:  # the first three, in the order they happened
+        return "; ".join(str(p) for p in problems[:3]) + (
+            f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
     return None
 
 
