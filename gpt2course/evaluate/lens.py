@@ -138,7 +138,7 @@ def picture(lens: Lens, out: Path, title: str) -> list[Path]:
 
     token, prob = lens.top()
     n_layer, seq = prob.shape
-    fig, ax = plt.subplots(figsize=(1.3 + 1.15 * seq, 0.8 + 0.42 * n_layer), dpi=110)
+    fig, ax = plt.subplots(figsize=(2.0 + 0.8 * seq, 2.0 + 0.5 * n_layer), dpi=110)
     image = ax.imshow(prob, origin="lower", cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
     for layer in range(n_layer):
         for pos in range(seq):
@@ -186,7 +186,7 @@ def cmd_lens(args) -> int:
         return 2
     lens = model(ids)
     print(table(lens))
-    title = f"logit lens: {w.description.split(' (')[0]}, prompt {args.prompt[:60]!r}"
+    title = f"logit lens: {w.description.split(' (')[0]}"
     for path in picture(lens, Path(args.out), title):
         print(f"wrote {path}")
     return 0
