@@ -112,7 +112,8 @@ def hf_reference(text: str) -> float:
 
 def test_wikitext_from_the_hub_equals_hugging_face(wikitext_hub, tmp_path):
     """make eval --dataset wikitext-2: datasets fetches it from the (fake) Hub into its cache; the
-    course's perplexity equals Hugging Face's on the same stream; a second run, offline, asks for nothing."""
+    course's perplexity equals Hugging Face's on the same stream; a second run (online, then offline)
+    reads the datasets cache and asks for nothing."""
     proc, refused = guarded_eval(tmp_path, wikitext_hub, "--dataset", "wikitext-2", "--compare-hf")
     assert proc.returncode == 0, proc.stderr[-3000:]
     ours = printed(proc.stdout, "perplexity per token:")
@@ -126,10 +127,13 @@ def test_wikitext_from_the_hub_equals_hugging_face(wikitext_hub, tmp_path):
     # asks, for dataset infos it does without: refused here, never reached.
     assert all(host.startswith("datasets-server.") for host in refused), refused
     before = len(wikitext_hub.requests)
-    again, refused = guarded_eval(tmp_path, wikitext_hub, "--dataset", "wikitext-2", offline=True)
+    again, refused = guarded_eval(tmp_path, wikitext_hub, "--dataset", "wikitext-2")  # online, cached
     assert again.returncode == 0, again.stderr[-3000:]
     assert printed(again.stdout, "perplexity per token:") == ours
     assert len(wikitext_hub.requests) == before and not refused, (wikitext_hub.requests[before:], refused)
+    offline, refused = guarded_eval(tmp_path, wikitext_hub, "--dataset", "wikitext-2", offline=True)
+    assert offline.returncode == 0 and printed(offline.stdout, "perplexity per token:") == ours, offline.stderr
+    assert len(wikitext_hub.requests) == before and not refused
 
 
 def run_eval(capsys, *args) -> tuple[int, str, str]:
@@ -156,9 +160,11 @@ def test_a_learners_step_files(tmp_path, capsys):
 
 def cli_eval(*args, env: dict | None = None) -> subprocess.CompletedProcess:
     """``python -m gpt2course eval`` as make runs it (a new process: what a learner sees)."""
+    base = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
+                                                             "TRANSFORMERS_OFFLINE", "HF_ENDPOINT")}
     return subprocess.run([sys.executable, "-m", "gpt2course", "eval", "--weights", "seeded-small", *args],
                           cwd=course.ROOT, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, PYTHONPATH=str(course.ROOT), **(env or {})))
+                          env=dict(base, PYTHONPATH=str(course.ROOT), **(env or {})))
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
@@ -177,6 +183,20 @@ def test_offline_without_the_dataset_says_what_to_run(tmp_path):
     line = one_line_error(proc)
     assert "offline" in line and "not in the datasets cache" in line, line
     assert course.command("eval", args=["--dataset", "declaration"]) in line, line
+
+
+def test_no_answer_from_the_hub_is_one_line_in_seconds(tmp_path):
+    """No network (an endpoint where nothing listens), not offline by setting: one short request
+    fails, and one line says so and names the shipped text (not a minute of retries)."""
+    from hubserver import free_port
+
+    proc = cli_eval("--dataset", "wikitext-2", env={"HF_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+                                                    "HF_HOME": str(tmp_path / "hf"), "HF_UPDATE_DOWNLOAD_COUNTS": "0",
+                                                    "HF_DATASETS_CACHE": str(tmp_path / "ds")})
+    line = one_line_error(proc)
+    assert "did not answer" in line and "not in the datasets cache" in line, line
+    assert course.command("eval", args=["--dataset", "declaration"]) in line, line
+    assert "Retrying" not in proc.stderr, proc.stderr
 
 
 def test_bad_dataset_name_and_empty_text(tmp_path):

@@ -63,8 +63,8 @@ class Text:
 
 
 def _fallback_hint() -> str:
-    return (f"{course.command('eval', args=['--dataset', 'declaration'])} evaluates a public-domain "
-            "text the course ships, and --text FILE any text file")
+    return (f"to evaluate offline, {course.command('eval', args=['--dataset', 'declaration'])} scores a "
+            "public-domain text the course ships, and --text FILE any text file")
 
 
 def load(dataset: str | None = None, text_file: str | None = None, *, cache_dir: str | None = None) -> Text:
@@ -99,31 +99,81 @@ def _offline() -> bool:
     return any(f.strip().upper() in ("1", "ON", "YES", "TRUE") for f in flags)
 
 
+PROBE_TIMEOUT = 5.0  # seconds for the Hub to answer before a download is tried
+
+
 def _from_hub(key: str, spec: Dataset, cache_dir: str | None) -> str:
-    """The split's texts joined, through ``datasets.load_dataset`` (its cache first)."""
+    """The split's texts joined: from the datasets cache if it is there (no request), else, when
+    the Hub answers a short request, downloaded by ``datasets.load_dataset`` into that cache."""
     import datasets
-    from datasets.exceptions import DatasetNotFoundError
 
     datasets.logging.set_verbosity_error()
+    rows = _load(spec, cache_dir, cache_only=True)
+    if rows is None:
+        if _offline():
+            raise TextUnavailable(f"--dataset {key}: offline (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set) "
+                                  f"and {spec.repo} is not in the datasets cache; run it once with the "
+                                  f"network to cache it; {_fallback_hint()}")
+        _probe(key, spec)
+        rows = _load(spec, cache_dir, cache_only=False, key=key)
+    if spec.field not in rows.column_names:
+        raise TextUnavailable(f"--dataset {key}: {spec.repo} has no column {spec.field!r} "
+                              f"(it has {', '.join(rows.column_names)})")
+    return spec.joiner.join(rows[spec.field])
+
+
+def _probe(key: str, spec: Dataset) -> None:
+    """One short request (does the Hub answer, is the dataset there?) before a download, so that
+    no network means one line in seconds, not a minute of retries."""
+    import datasets.config
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    from gpt2course.hf.hub import _network_errors
+
+    where = datasets.config.HF_ENDPOINT
+    try:
+        HfApi(endpoint=where).dataset_info(spec.repo, timeout=PROBE_TIMEOUT)
+    except RepositoryNotFoundError:
+        raise TextUnavailable(f"--dataset {key}: {spec.repo} is not on the Hub ({where}); "
+                              f"{_fallback_hint()}") from None
+    except _network_errors() as exc:
+        raise TextUnavailable(f"--dataset {key}: the Hub ({where}) did not answer within {PROBE_TIMEOUT:g} s "
+                              f"({type(exc).__name__}) and {spec.repo} is not in the datasets cache; "
+                              f"{_fallback_hint()}") from None
+    except HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", "?")
+        raise TextUnavailable(f"--dataset {key}: the Hub ({where}) answered HTTP {status} for {spec.repo}; "
+                              f"{_fallback_hint()}") from None
+
+
+def _load(spec: Dataset, cache_dir: str | None, *, cache_only: bool, key: str = ""):
+    """``datasets.load_dataset`` for the spec; with ``cache_only``, the cached copy or None."""
+    import datasets
+    import datasets.config
+    from datasets.exceptions import DatasetNotFoundError
+
     kwargs = dict(split=spec.split, cache_dir=cache_dir)
     if spec.revision:
         kwargs["revision"] = spec.revision
     if spec.data_files:
         kwargs["data_files"] = {spec.split: spec.data_files}
+    was = datasets.config.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = was or cache_only
     try:
-        rows = datasets.load_dataset(spec.repo, spec.config, **kwargs)
-    except DatasetNotFoundError as exc:
-        raise TextUnavailable(f"--dataset {key}: {spec.repo} is not on the Hub "
-                              f"({str(exc).splitlines()[0][:160]}); {_fallback_hint()}") from None
-    except (ConnectionError, TimeoutError, OSError) as exc:
-        why = ("offline (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set)" if _offline()
-               else f"the Hub did not answer ({type(exc).__name__})")
-        raise TextUnavailable(f"--dataset {key}: {why} and {spec.repo} is not in the datasets cache; "
-                              f"run it once with the network to cache it, or: {_fallback_hint()}") from None
-    except ValueError as exc:  # a config or split that is not there
-        raise TextUnavailable(f"--dataset {key}: {spec.repo} has no {spec.config or ''} {spec.split} split "
-                              f"({str(exc).splitlines()[0][:160]})") from None
-    if spec.field not in rows.column_names:
-        raise TextUnavailable(f"--dataset {key}: {spec.repo} has no column {spec.field!r} "
-                              f"(it has {', '.join(rows.column_names)})")
-    return spec.joiner.join(rows[spec.field])
+        return datasets.load_dataset(spec.repo, spec.config, **kwargs)
+    except Exception as exc:
+        if cache_only:
+            return None
+        if isinstance(exc, DatasetNotFoundError):
+            raise TextUnavailable(f"--dataset {key}: {spec.repo} is not on the Hub "
+                                  f"({str(exc).splitlines()[0][:160]}); {_fallback_hint()}") from None
+        if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+            raise TextUnavailable(f"--dataset {key}: the download of {spec.repo} stopped "
+                                  f"({type(exc).__name__}); run it again to resume") from None
+        if isinstance(exc, ValueError):  # a config or split that is not there
+            raise TextUnavailable(f"--dataset {key}: {spec.repo} has no {spec.config or ''} {spec.split} "
+                                  f"split ({str(exc).splitlines()[0][:160]})") from None
+        raise
+    finally:
+        datasets.config.HF_HUB_OFFLINE = was
