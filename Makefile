@@ -22,9 +22,9 @@ DIR ?=
 DEVICE_ARG = $(if $(DEVICE),--device $(DEVICE))
 # doctor must work before the venv exists, so it falls back to the system python.
 DOCTOR_PY = $(if $(wildcard $(PY)),$(PY),$(PYTHON))
-STEPS := 01 02 03 04 05 06 07 08 09 10 11 12 13
+STEPS := 01 02 03 04 05 06 07 08 09 10 11 12 13 14
 
-.PHONY: help setup install warm test check-all gpt2 serve download-gpt2 bench book book-build grade progress watch hint reset doctor $(addprefix s,$(STEPS))
+.PHONY: help setup install warm test check-all gpt2 serve download-gpt2 eval lens bench book book-build grade progress watch hint reset doctor $(addprefix s,$(STEPS))
 
 help:
 	@echo "make setup        create $(VENV), install pinned packages, warm MAX's caches"
@@ -35,6 +35,8 @@ help:
 	@echo "make gpt2         run the model         make bench      speed vs Hugging Face"
 	@echo "make serve        serve it over HTTP (OpenAI API; ARGS='--port 8001 --weights seeded-small')"
 	@echo "make download-gpt2  fetch GPT-2 into the Hugging Face cache (once; then offline)"
+	@echo "make eval         perplexity on a dataset (ARGS='--dataset wikitext-2 --compare-hf')"
+	@echo "make lens ARGS='--prompt \"...\"'   the logit lens: each layer's guess, as a table and a picture"
 	@echo "make test         the test suite        make book       build and serve the book"
 	@echo "make grade DIR=submissions   grade a class"
 
@@ -77,6 +79,14 @@ serve: $(INSTALLED)
 # GPT-2 small into the Hugging Face cache (make download-gpt2 ARGS=distilgpt2 for another)
 download-gpt2: $(INSTALLED)
 	@$(PY) -m gpt2course download-gpt2 $(ARGS)
+
+# Perplexity on a dataset or a text file, beside the GPT-2 paper's figure (ARGS='--help')
+eval: $(INSTALLED)
+	@$(PY) -m gpt2course eval $(DEVICE_ARG) $(ARGS)
+
+# The logit lens: ln_f and the LM head applied to every block's output
+lens: $(INSTALLED)
+	@$(PY) -m gpt2course lens $(DEVICE_ARG) $(ARGS)
 
 bench: $(INSTALLED)
 	@$(PY) bench/bench_generate.py $(ARGS)

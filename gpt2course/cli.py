@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "gpt2course.run.command",     # gpt2
     "gpt2course.hf.hub",          # download-gpt2
     "gpt2course.serve.command",   # serve
+    "gpt2course.evaluate.command",  # eval
+    "gpt2course.evaluate.lens",   # lens
 ]
 
 

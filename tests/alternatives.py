@@ -90,4 +90,64 @@ ALTERNATIVES: dict[int, list[tuple[str, str, str]]] = {
          "        return np.argmax(logits, axis=-1).astype(np.int64)\n",
          "        return np.argsort(-logits, axis=-1, kind=\"stable\")[:, 0].astype(np.int64)\n"),
     ],
+    14: [
+        # TODO 1 as x - logsumexp(x), the log-sum-exp taken with np.logaddexp (stable by itself).
+        ("log-softmax as x minus np.logaddexp.reduce",
+         "    shifted = logits - logits.max(axis=-1, keepdims=True)\n"
+         "    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))\n",
+         "    return logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)\n"),
+        # TODO 3 with fancy indexing over flattened scored positions instead of take_along_axis.
+        ("cross-entropy by indexing the scored positions",
+         "    scored = targets != IGNORE_INDEX\n"
+         "    log_probs = log_softmax(predictions)\n"
+         "    index = np.where(scored, targets, 0)[..., None]\n"
+         "    picked = np.take_along_axis(log_probs, index, axis=-1)[..., 0]\n"
+         "    return float(-picked[scored].mean())\n",
+         "    rows, cols = np.nonzero(targets != IGNORE_INDEX)\n"
+         "    log_probs = log_softmax(predictions[rows, cols])  # [n_scored, vocab]\n"
+         "    return float(-log_probs[np.arange(len(rows)), targets[rows, cols]].sum() / len(rows))\n"),
+        # TODO 4 as a while loop on the scored frontier.
+        ("windows from a while loop",
+         "    windows, scored_until = [], 0\n"
+         "    for begin in range(0, n_tokens, stride):\n"
+         "        end = min(begin + window, n_tokens)\n"
+         "        windows.append((begin, end, end - scored_until))\n"
+         "        scored_until = end\n"
+         "        if end == n_tokens:\n"
+         "            break\n"
+         "    return windows\n",
+         "    windows, begin, end = [], 0, 0\n"
+         "    while end < n_tokens:\n"
+         "        new_end = min(begin + window, n_tokens)\n"
+         "        windows.append((begin, new_end, new_end - end))\n"
+         "        begin, end = begin + stride, new_end\n"
+         "    return windows\n"),
+        # TODO 5 batched: the windows of equal length go to the model together, one call each.
+        ("windows of equal length in one batch",
+         "    total_nll, total_scored = 0.0, 0\n"
+         "    for begin, end, n_new in sliding_windows(ids.size, window, stride):\n"
+         "        chunk = ids[begin:end][None, :]\n"
+         "        labels = chunk.copy()\n"
+         "        labels[:, : chunk.shape[1] - n_new] = IGNORE_INDEX\n"
+         "        n_scored = int((labels[:, 1:] != IGNORE_INDEX).sum())\n"
+         "        total_nll += cross_entropy(model(chunk), labels) * n_scored\n"
+         "        total_scored += n_scored\n",
+         "    groups = {}\n"
+         "    for begin, end, n_new in sliding_windows(ids.size, window, stride):\n"
+         "        groups.setdefault(end - begin, []).append((begin, end, n_new))\n"
+         "    total_nll, total_scored = 0.0, 0\n"
+         "    for length, group in groups.items():\n"
+         "        batch = np.stack([ids[b:e] for b, e, _ in group])\n"
+         "        labels = batch.copy()\n"
+         "        for row, (_, _, n_new) in enumerate(group):\n"
+         "            labels[row, : length - n_new] = IGNORE_INDEX\n"
+         "        n_scored = int((labels[:, 1:] != IGNORE_INDEX).sum())\n"
+         "        total_nll += cross_entropy(model(batch), labels) * n_scored\n"
+         "        total_scored += n_scored\n"),
+        # TODO 6 through base 2 on both sides: 2 ** (nats / ln 2) = e ** nats.
+        ("perplexity as 2 ** bits",
+         "    return float(np.exp(total_nll / total_scored))\n",
+         "    bits = total_nll / total_scored / np.log(2)\n"
+         "    return float(2.0 ** bits)\n"),
+    ],
 }

@@ -10,6 +10,20 @@ folder) and answers exactly what ``snapshot_download`` and ``hf_hub_download`` a
   ``Content-Length``, byte ranges (``Range: bytes=N-``) answered 206 so downloads resume;
   a missing file 404 with ``X-Error-Code: EntryNotFound``, an unknown repo ``RepoNotFound``.
 
+Dataset repositories (``add_dataset``: relative paths, folders included, -> bytes) are served
+the same way under ``/datasets/{repo}/resolve/...`` and ``/api/datasets/{repo}/...``. What
+``datasets.load_dataset(repo, config, split=...)`` asks (datasets 5.2.0, huggingface_hub 1.33.0;
+read in datasets/load.py, then seen in this server's log): HEAD and GET ``README.md`` at main
+(its YAML ``configs:`` name each config's data files; the commit comes from X-Repo-Commit); HEAD
+``{name}.py`` at that commit (a loading script: 404 expected, datasets 4+ refuses scripts); GET
+``/api/datasets/{repo}/revision/{commit}``; HEAD ``.huggingface.yaml``; GET
+``/api/datasets/{repo}/tree/{commit}/{config folder}`` and ``.../tree/{commit}``; HEAD
+``dataset_infos.json``; HEAD and GET each data file. ``POST /api/datasets/{repo}/paths-info/{rev}``
+(huggingface_hub's file system asking what a path is) is answered too. Besides the endpoint,
+datasets asks two other hosts, neither needed: a HEAD to a download counter on S3 (off with
+HF_UPDATE_DOWNLOAD_COUNTS=0) and the dataset viewer's ``/info`` at ``datasets-server.`` + the
+endpoint's host (its failure is tolerated).
+
 Every request is recorded in ``requests`` (method, path), so a test can say "no request".
 Faults, for tests of what a client does with a bad download:
 
@@ -50,6 +64,7 @@ def free_port() -> int:
 class HubServer:
     def __init__(self, repos: dict[str, str | Path | dict[str, bytes]]) -> None:
         self.repos: dict[str, dict[str, bytes]] = {}
+        self.datasets: dict[str, dict[str, bytes]] = {}
         for repo_id, src in repos.items():
             self.add(repo_id, src)
         self.requests: list[tuple[str, str]] = []
@@ -65,6 +80,10 @@ class HubServer:
         else:
             files = {p.name: p.read_bytes() for p in sorted(Path(src).iterdir()) if p.is_file()}
         self.repos[repo_id] = files
+
+    def add_dataset(self, repo_id: str, files: dict[str, bytes]) -> None:
+        """A dataset repository: {"README.md": ..., "config/test-00000-of-00001.parquet": ...}."""
+        self.datasets[repo_id] = dict(files)
 
     # ----------------------------------------------------------------- what is served
 
@@ -105,6 +124,9 @@ class HubServer:
                 server._handle(self, head=True)
 
             def do_GET(self):
+                server._handle(self, head=False)
+
+            def do_POST(self):
                 server._handle(self, head=False)
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -155,6 +177,8 @@ class HubServer:
             self.requests.append((h.command, path))
         parts = [p for p in path.split("/") if p]
         try:
+            if parts[:2] == ["api", "datasets"] or parts[:1] == ["datasets"]:
+                return self._dataset(h, parts, head)
             if parts[:2] == ["api", "models"]:
                 return self._api(h, parts[2:], head)
             repo, rest = self._repo_and_rest(parts)
@@ -222,3 +246,71 @@ class HubServer:
             h.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+    # ----------------------------------------------------------------- dataset repositories
+
+    def _dataset(self, h, parts: list[str], head: bool) -> None:
+        api = parts[0] == "api"
+        rest = parts[2:] if api else parts[1:]
+        repo = next(("/".join(rest[:n]) for n in (2, 1) if "/".join(rest[:n]) in self.datasets), None)
+        if repo is None:
+            if h.command == "POST":
+                h.rfile.read(int(h.headers.get("Content-Length") or 0))
+            return self._error(h, 404, "RepoNotFound", f"Dataset {'/'.join(rest[:2])} not found", head)
+        rest = rest[repo.count("/") + 1:]
+        files = self.datasets[repo]
+        commit = hashlib.sha1(("dataset:" + repo).encode() + b"".join(
+            n.encode() + hashlib.sha256(d).digest() for n, d in sorted(files.items()))).hexdigest()
+        if not api:  # /datasets/{repo}/resolve/{rev}/{path}
+            if len(rest) < 3 or rest[0] != "resolve":
+                return self._error(h, 404, "EntryNotFound", "not served by this fake Hub", head)
+            return self._serve_file(h, files, commit, rest[1], "/".join(rest[2:]), head)
+        if rest[:1] == ["paths-info"]:
+            form = h.rfile.read(int(h.headers.get("Content-Length") or 0)).decode()
+            from urllib.parse import parse_qs
+            asked = parse_qs(form).get("paths", [])
+            body = [self._entry(n, files, folder=n not in files) for n in asked
+                    if n in files or any(f.startswith(n.rstrip("/") + "/") for f in files)]
+            return self._send(h, 200, json.dumps(body).encode(), head=head)
+        if not rest or rest[0] == "revision":
+            body = {"id": repo, "sha": commit, "private": False, "gated": False, "disabled": False,
+                    "siblings": [{"rfilename": n} for n in sorted(files)], "cardData": {}}
+            return self._send(h, 200, json.dumps(body).encode(), head=head)
+        if rest[0] == "tree":
+            folder = "/".join(rest[2:]).strip("/")
+            recursive = "recursive=true" in (urlsplit(h.path).query or "").lower()
+            names = sorted(n for n in files if not folder or n.startswith(folder + "/"))
+            entries, seen = [], set()
+            for n in names:
+                inner = n[len(folder) + 1:] if folder else n
+                pieces = inner.split("/")
+                for depth in range(1, len(pieces)):  # the folders on the way
+                    sub = "/".join(([folder] if folder else []) + pieces[:depth])
+                    if sub not in seen and (recursive or depth == 1):
+                        seen.add(sub)
+                        entries.append(self._entry(sub, files, folder=True))
+                if recursive or len(pieces) == 1:
+                    entries.append(self._entry(n, files))
+            return self._send(h, 200, json.dumps(entries).encode(), head=head)
+        return self._error(h, 404, "EntryNotFound", "not served by this fake Hub", head)
+
+    @staticmethod
+    def _entry(name: str, files: dict[str, bytes], folder: bool = False) -> dict:
+        if folder:
+            return {"type": "directory", "path": name.rstrip("/"), "oid": git_blob_sha(name.encode())}
+        return {"type": "file", "path": name, "size": len(files[name]), "oid": git_blob_sha(files[name])}
+
+    def _serve_file(self, h, files: dict[str, bytes], commit: str, rev: str, name: str, head: bool) -> None:
+        if rev not in ("main", commit):
+            return self._error(h, 404, "RevisionNotFound", f"Invalid rev id: {rev}", head)
+        if name not in files:
+            return self._error(h, 404, "EntryNotFound", f"{name} does not exist", head)
+        data = files[name]
+        headers = {"X-Repo-Commit": commit, "ETag": f'"{git_blob_sha(data)}"', "Accept-Ranges": "bytes"}
+        m = re.fullmatch(r"bytes=(\d+)-(\d*)", h.headers.get("Range") or "")
+        if m and not head:
+            start = min(int(m.group(1)), len(data))
+            stop = min(int(m.group(2)) + 1, len(data)) if m.group(2) else len(data)
+            headers["Content-Range"] = f"bytes {start}-{max(stop - 1, start)}/{len(data)}"
+            return self._send(h, 206, data[start:stop], headers, content_type="application/octet-stream")
+        return self._send(h, 200, data, headers, head=head, content_type="application/octet-stream")

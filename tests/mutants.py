@@ -101,6 +101,29 @@ MUTANTS: dict[int, list[tuple[str, str, str, str]]] = {
          "u = rng.random()\n    return (np.cumsum(probs, axis=-1) < u).sum(axis=-1).astype(np.int64)",
          "share one random number"),
     ],
+    14: [
+        ("log-softmax without the maximum subtracted",
+         "    shifted = logits - logits.max(axis=-1, keepdims=True)\n"
+         "    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))",
+         "    return logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))", "np.exp overflowed"),
+        ("targets not shifted", "    predictions = logits[:, :-1, :]\n    targets = labels[:, 1:]",
+         "    predictions = logits\n    targets = labels", "the targets are not shifted"),
+        ("padding scored", "    return float(-picked[scored].mean())", "    return float(-picked.mean())",
+         "padding is scored"),
+        ("mean of each row's mean", "    return float(-picked[scored].mean())",
+         "    return float(np.mean([-row[keep].mean() for row, keep in zip(picked, scored) if keep.any()]))",
+         "a mean of each row's mean"),
+        ("loss in bits", "    return float(-picked[scored].mean())",
+         "    return float(-picked[scored].mean() / np.log(2))", "in bits (log base 2)"),
+        ("the overlap scored twice", "        windows.append((begin, end, end - scored_until))",
+         "        windows.append((begin, end, end - begin))", "scored more than once"),
+        ("a mean of the windows' losses",
+         "        total_nll += cross_entropy(model(chunk), labels) * n_scored\n        total_scored += n_scored",
+         "        total_nll += cross_entropy(model(chunk), labels)\n        total_scored += 1",
+         "averages the windows' losses"),
+        ("perplexity as 2 ** loss", "    return float(np.exp(total_nll / total_scored))",
+         "    return float(2 ** (total_nll / total_scored))", "2 to the power of the mean loss"),
+    ],
 }
 
 # Step 13's mistakes live beside its check (tests/mutants_13.py). The honesty suite runs

@@ -53,8 +53,11 @@ MISTAKES = {
     # Positions after the cache restart at 0 (tests/mutants_13.py: "new_positions ignores past_length").
     13: ("    return Tensor.arange(past_length, past_length + seq_length, out_dim=seq_length,",
          "    return Tensor.arange(0, seq_length, out_dim=seq_length,"),
+    # The targets not shifted: each position scored against its own token.
+    14: ("    predictions = logits[:, :-1, :]\n    targets = labels[:, 1:]",
+         "    predictions = logits\n    targets = labels"),
 }
-STEPS_WITH_OUTPUTS = list(range(1, 14))
+STEPS_WITH_OUTPUTS = list(range(1, 15))
 
 
 def run(step: int, target: str) -> str:

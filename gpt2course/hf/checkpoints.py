@@ -108,6 +108,7 @@ def resolve_weights(spec: str | None = None, *, fallback: str = "124m", offline:
     """``--weights`` resolution.
 
     * "seeded-NAME": the seeded checkpoint NAME (never a request);
+    * "tiny-declaration": a tiny GPT-2 the course trains on a public-domain text (never a request);
     * a local folder, a name (gpt2, distilgpt2, gpt2-medium, gpt2-large, gpt2-xl) or a Hub
       repo id: ``hub.fetch`` (the Hugging Face cache, else a download); errors are one line
       (HubError / HubUnavailable / CheckpointError are ValueErrors, a missing folder a
@@ -120,6 +121,11 @@ def resolve_weights(spec: str | None = None, *, fallback: str = "124m", offline:
     """
     from gpt2course.hf import hub
 
+    if spec == "tiny-declaration":
+        from gpt2course.hf.tiny_trained import tiny_trained_checkpoint
+
+        return Weights(tiny_trained_checkpoint(), "tiny-declaration: a 4-layer GPT-2 trained by the course "
+                       "on the Declaration of Independence (gpt2course/hf/tiny_trained.py), not GPT-2", False)
     if spec and spec.startswith("seeded"):
         return _seeded(spec.split("-", 1)[1] if "-" in spec else fallback)
     opts = dict(offline=offline, endpoint=endpoint, cache_dir=cache_dir, progress=progress,
