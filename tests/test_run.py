@@ -7,6 +7,7 @@ run path's cached GPT-2), compiled once for the whole file and cached on disk af
 
 import builtins
 import json
+import re
 
 import numpy as np
 import pytest
@@ -138,7 +139,7 @@ class FakeEngine:
         logits[np.arange(ids.shape[0]), (ids[:, -1] + 1) % self.config.vocab_size] = 5.0
         return logits
 
-    def prefill(self, ids):
+    def prefill(self, ids, capacity=None):
         self.calls.append(("prefill", ids.shape[1]))
         return self._logits(ids), ids.shape[1]
 
@@ -287,3 +288,121 @@ def test_steps_model_runs_the_learners_model_and_sampling(small, tmp_path, monke
     new, stats = generate(engine, prompt, 8, greedy=True, sample_fn=sample_fn, eos_token_id=None)
     theirs = reference.hf_generate_greedy(folder, np.array([prompt]), 8)[0, 3:].tolist()
     assert new == theirs and stats.new_tokens == 8
+
+
+def test_a_cache_without_room_grows_and_keeps_what_it_held(small):
+    """The in-place cache: a caller that asks for too little room gets a grown cache whose
+    first positions are what was written, not a crash or a stale read."""
+    folder, engine = small
+    ids = reference.fixed_input_ids(engine.config.vocab_size, 1, 9)
+    want = reference.capture(folder, ids).logits
+    logits, cache = engine.prefill(ids[:, :3], capacity=3)
+    assert cache.capacity == 3
+    for pos in range(3, 9):
+        logits, cache = engine.decode(ids[:, pos:pos + 1], cache)
+        np.testing.assert_allclose(logits, want[:, pos], atol=1e-4, rtol=1e-4)
+    assert cache.length == 9 and cache.capacity >= 9
+
+
+# --------------------------------------------------------------------------- weights in fewer bytes
+
+def test_bf16_bits_are_torchs_rounding():
+    """Our float32 -> bfloat16 (NumPy has none) rounds as torch does: to nearest, ties to even."""
+    import torch
+
+    from gpt2course.run.precision import bf16_bits, bf16_to_float32
+
+    x = np.array([1.0, 1 + 2**-8, 1 + 3 * 2**-8, 1 + 2**-9, -2.5, 3.0e38, 1e-39, 0.0, -0.0, 0.1],
+                 dtype=np.float32)
+    x = np.concatenate([x, np.random.default_rng(0).standard_normal(1000).astype(np.float32)])
+    theirs = torch.from_numpy(x).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    np.testing.assert_array_equal(bf16_bits(x), theirs)
+    np.testing.assert_array_equal(bf16_to_float32(theirs), torch.from_numpy(x).to(torch.bfloat16).float().numpy())
+
+
+def test_stored_weights_take_a_half_and_a_quarter_of_the_bytes():
+    from gpt2course.hf import weights as weights_mod
+    from gpt2course.run import precision
+
+    _, state = weights_mod.load_max_state(checkpoints.seeded_checkpoint("small"))
+    fp32, bf16, int8 = (precision.weight_bytes(state, d) for d in ("fp32", "bf16", "int8"))
+    matrices = [state[n].shape for n in precision.linear_weight_names(state)]
+    assert len(matrices) == 4 * 2 + 1  # c_attn, attn c_proj, c_fc, mlp c_proj per block; lm_head
+    assert fp32 == 4 * sum(o * i for o, i in matrices) and bf16 * 2 == fp32
+    assert int8 == sum(o * i + 4 * o for o, i in matrices)  # one float32 scale per row
+    stored = precision.stored_weights(state, "int8")
+    head, scale = stored["lm_head.weight"], stored["lm_head.scale"]
+    assert head.dtype == np.int8 and scale.shape == (state["lm_head.weight"].shape[0],)
+    assert stored["transformer.wte.weight"].dtype == np.float32  # the embedding lookup stays fp32
+    np.testing.assert_allclose(head * scale[:, None], state["lm_head.weight"],
+                               atol=float(scale.max()) / 2 * 1.0001)
+
+
+# bf16 keeps 8 significant bits a weight; int8 is off by at most half a step, 1/254 of each
+# row's largest magnitude. Measured on the seeded "small" checkpoint (random weights, logits up
+# to ~3.9): the largest logit error against Hugging Face fp32 over 9 positions and 2 rows was
+# 0.016 for bf16 and 0.062 for int8 (fp32: 2e-6); greedily from "Hello", bf16 gave fp32's
+# 100 tokens out of 100, int8 its first 47. The bounds leave room (3x and 1.6x) without
+# letting a wrong dequantization (errors of ~1) through.
+LOGIT_TOLERANCE = {"bf16": 0.05, "int8": 0.1}
+GREEDY_AGREE = 24  # greedy tokens that must equal fp32's, from "Hello"
+
+
+@pytest.fixture(scope="module", params=["bf16", "int8"])
+def small_at(request, small):
+    folder, _ = small
+    return request.param, run_engine.CachedEngine(folder, quiet=True, dtype=request.param)
+
+
+def test_lower_precision_logits_stay_near_fp32(small_at, small):
+    dtype, engine = small_at
+    folder, _ = small
+    ids = reference.fixed_input_ids(engine.config.vocab_size, 2, 9)
+    want = reference.capture(folder, ids).logits
+    logits, cache = engine.prefill(ids[:, :5])
+    errors = [np.abs(logits - want[:, 4]).max()]
+    for pos in range(5, 9):
+        logits, cache = engine.decode(ids[:, pos:pos + 1], cache)
+        errors.append(np.abs(logits - want[:, pos]).max())
+    assert 0 < max(errors) < LOGIT_TOLERANCE[dtype], (dtype, errors)  # 0: the weights did change
+
+
+def test_lower_precision_greedy_tokens_agree_with_fp32(small_at, small):
+    dtype, engine = small_at
+    _, fp32 = small
+    prompt = tokenizer.encode("Hello")
+    ours, _ = generate(engine, prompt, GREEDY_AGREE, greedy=True, eos_token_id=None)
+    theirs, _ = generate(fp32, prompt, GREEDY_AGREE, greedy=True, eos_token_id=None)
+    assert ours == theirs, dtype
+
+
+def test_cli_dtype_says_how_the_weights_are_stored(small_at, small, monkeypatch, capsys):
+    dtype, engine = small_at
+    folder, _ = small
+    real = run_engine.CachedEngine
+    monkeypatch.setattr(run_engine, "CachedEngine", lambda *a, **k: engine if k.get("dtype") == dtype else real(*a, **k))
+    code = cli.main(["gpt2", "--weights", str(folder), "--prompt", "Hello", "--greedy",
+                     "--max-new-tokens", "4", "--dtype", dtype])
+    assert code == 0
+    assert f"{dtype} weights" in capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_a_dtype_max_cannot_compile_gets_one_clear_line(small, monkeypatch, capsys):
+    folder, _ = small
+
+    def cannot(*a, **k):
+        raise RuntimeError("bfloat16 is not supported by this kernel\n  (a long MAX trace)")
+    monkeypatch.setattr(run_engine, "_compile", cannot)
+    code = cli.main(["gpt2", "--weights", str(folder), "--prompt", "Hello", "--dtype", "bf16"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert re.search(r"error: MAX cannot run bf16 weights on this device \(cpu.*\): bfloat16 is not "
+                     r"supported by this kernel\n", err)
+    assert "hint: run with --dtype fp32" in err and "a long MAX trace" not in err
+
+
+def test_dtype_is_for_the_reference_model(small, capsys):
+    folder, _ = small
+    assert cli.main(["gpt2", "--weights", str(folder), "--model", "steps", "--dtype", "int8",
+                     "--prompt", "Hi"]) == 1
+    assert "--dtype int8 runs the reference model only" in capsys.readouterr().err

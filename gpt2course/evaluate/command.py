@@ -38,7 +38,8 @@ def _err(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def logits_function(model: str, folder, *, device: str, target: str = course.DEFAULT_TARGET, quiet: bool = False):
+def logits_function(model: str, folder, *, device: str, target: str = course.DEFAULT_TARGET, quiet: bool = False,
+                    dtype: str = "fp32"):
     """(ids [batch, seq] -> logits [batch, seq, vocab], step 14's perplexity, a description).
 
     The model is compiled for symbolic [batch, seq], the graph ``harness.solution_model`` also
@@ -54,9 +55,13 @@ def logits_function(model: str, folder, *, device: str, target: str = course.DEF
         from solutions.solution_14 import perplexity
 
         engine = UncachedEngine(folder, MaxGPT2LMHeadModel, device=device, quiet=quiet,
-                                what="the reference MaxGPT2LMHeadModel (solutions/solution_11.py)")
-        desc = "reference (solutions/)"
+                                what="the reference MaxGPT2LMHeadModel (solutions/solution_11.py)",
+                                dtype=dtype)
+        desc = "reference (solutions/)" + ("" if dtype == "fp32" else f", {dtype} weights")
     elif model == "steps":
+        if dtype != "fp32":
+            raise CheckFailure(f"--dtype {dtype} evaluates the reference model only",
+                               "use --model solutions with --dtype")
         gate_learner_steps(target, device=device, quiet=quiet, steps=EVAL_GATE)
         path11, path14 = course.step_file(11, target), course.step_file(14, target)
         cls = learner.export(learner.load(11, target), 11, "MaxGPT2LMHeadModel", path11)
@@ -130,7 +135,7 @@ def cmd_eval(args) -> int:
         return 2
     try:
         logits, perplexity, model_desc, engine = logits_function(args.model, w.path, device=args.device,
-                                                                   target=args.target)
+                                                                   target=args.target, dtype=args.dtype)
     except CheckpointError as exc:
         _err(f"error: cannot use this checkpoint: {exc}")
         return 2
@@ -213,4 +218,7 @@ def register(sub) -> None:
                    help="also compute Hugging Face's sliding-window perplexity on the same stream")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_target_device(p)  # --target: where --model steps finds your step files
+    from gpt2course.run.command import add_dtype
+
+    add_dtype(p)  # the quality each dtype costs (book: Make it fast)
     p.set_defaults(func=cmd_eval)

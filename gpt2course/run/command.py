@@ -3,6 +3,7 @@
     make gpt2 ARGS='--prompt "Hello, my name is" --greedy'
     make gpt2                                  # interactive: one prompt per line
     make gpt2 ARGS='--model steps'             # your own model (steps 10-12 must pass)
+    make gpt2 ARGS='--dtype int8'              # weights in 1 byte instead of 4 (book: Make it fast)
 
 Tokens are printed as they are produced; each answer ends with a line of
 figures (prompt and new tokens, prefill time, decode speed, weights, device).
@@ -83,7 +84,8 @@ def cmd_gpt2(args) -> int:
         _err(f"note: {w.description}")
     try:
         tokenizer.load()
-        engine, sample_fn, model_desc = run_engine.load_engine(args.model, w.path, device=args.device)
+        engine, sample_fn, model_desc = run_engine.load_engine(args.model, w.path, device=args.device,
+                                                               dtype=args.dtype)
     except CheckpointError as exc:
         _err(f"error: cannot use this checkpoint: {exc}")
         return 2
@@ -135,8 +137,19 @@ def register(sub) -> None:
     p.add_argument("--model", default="solutions", choices=["solutions", "steps"],
                    help="solutions: the reference model with a KV cache (default); steps: your "
                    "MaxGPT2LMHeadModel and sampling from steps/ (steps 10-12 must pass)")
+    add_dtype(p)
     p.add_argument("--show-ids", action="store_true", help="also print the new token ids")
     p.set_defaults(func=cmd_gpt2)
+
+
+def add_dtype(p) -> None:
+    """--dtype, shared by `make gpt2`, `make serve` and `make bench`."""
+    from gpt2course.run.precision import DTYPES
+
+    p.add_argument("--dtype", default="fp32", choices=DTYPES,
+                   help="how the reference model's Linear weights are stored: fp32 (default), bf16 "
+                   "(half the bytes) or int8 (a quarter, one scale per row; step 15); the "
+                   "arithmetic stays float32. Book: 'Make it fast'")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,7 +90,9 @@ def generate(engine, prompt_ids: Sequence[int], max_new_tokens: int, *,
         stats.stopped = "no room"
         return new, stats
     t0 = time.perf_counter()
-    logits, cache = engine.prefill(np.asarray([prompt_ids], dtype=np.int64))
+    # the cache is allocated once, for the prompt and every new token (an in-place cache)
+    logits, cache = engine.prefill(np.asarray([prompt_ids], dtype=np.int64),
+                                   capacity=len(prompt_ids) + max_new_tokens)
     token = int(sample_fn(logits, **sampling)[0])
     stats.prefill_s = time.perf_counter() - t0
     t1 = time.perf_counter()

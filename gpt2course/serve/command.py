@@ -33,6 +33,7 @@ from gpt2course.errors import CheckFailure
 from gpt2course.hf import checkpoints
 from gpt2course.hf.weights import CheckpointError, load_hf_state
 from gpt2course.max_install import child_env
+from gpt2course.run.command import add_dtype
 from gpt2course.serve.folder import MODELS, servable_folder
 
 DEFAULT_PORT = 8000
@@ -195,7 +196,10 @@ def cmd_serve(args) -> int:
             if exc.hint:
                 _err(f"hint: {exc.hint}")
             return 1
-    folder = servable_folder(w.path, model=args.model)
+    if args.dtype != "fp32" and args.model != "solutions":
+        _err(f"error: --dtype {args.dtype} serves the reference model only: use --model solutions")
+        return 2
+    folder = servable_folder(w.path, model=args.model, dtype=args.dtype)
     cmd = server_command(folder, port=args.port, host=args.host, device=device,
                          name=args.name, max_length=config.n_positions,
                          max_batch_size=args.max_batch_size)
@@ -254,4 +258,5 @@ def register(sub) -> None:
     p.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH,
                    help=f"most requests MAX batches together (default {DEFAULT_MAX_BATCH})")
     add_target_device(p, target=False)
+    add_dtype(p)
     p.set_defaults(func=cmd_serve)

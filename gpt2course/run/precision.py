@@ -1,0 +1,86 @@
+"""Weights in fewer bytes: the run path's ``--dtype fp32 | bf16 | int8``.
+
+Decoding one token reads every weight of the model once, so on a CPU it is bound by memory
+bandwidth: GPT-2 small's 124M fp32 weights are ~0.5 GB a token. Storing them in fewer bytes
+reads less:
+
+* ``bf16``: bfloat16, float32's top 16 bits (rounded to nearest even): 8 exponent bits, so the
+  range of float32, and 8 significant bits (a relative error up to 2**-9 per weight).
+* ``int8``: weight-only int8, one float32 scale per output row (step 15's quantization, for
+  every Linear layer and the LM head): ``w ~ q * scale`` with ``q`` in [-127, 127].
+
+Only the Linear layers' weights change (the matrices decode streams); LayerNorm parameters,
+biases and the embeddings stay float32 (an embedding lookup reads one row per token, and the
+int8 LM head is a copy of the tied ``wte``). The arithmetic stays float32: each graph casts a
+weight up as it reads it (``FastLinear`` in ``gpt2course/run/graphs.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DTYPES = ("fp32", "bf16", "int8")
+BYTES_PER_WEIGHT = {"fp32": 4, "bf16": 2, "int8": 1}
+
+
+def check_dtype(dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown --dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    return dtype
+
+
+def bf16_bits(a: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 as uint16 bits, rounded to nearest, ties to even (NumPy has no bf16)."""
+    bits = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+    rounded = bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
+    return (rounded >> np.uint32(16)).astype(np.uint16)
+
+
+def bf16_to_float32(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+def quantize_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Step 15's per-row int8 quantization: (q int8 [out, in], scale float32 [out])."""
+    from solutions.solution_15 import quantize_rows as quantize
+
+    return quantize(weight)
+
+
+def linear_weight_names(state: dict[str, np.ndarray]) -> list[str]:
+    """The names of the Linear layers' weights in a MAX-layout GPT-2 state ([out, in] matrices)."""
+    return [name for name in state
+            if name.endswith(".weight") and name.rsplit(".", 2)[-2] in ("c_attn", "c_proj", "c_fc",
+                                                                         "lm_head")]
+
+
+def stored_weights(state: dict[str, np.ndarray], dtype: str) -> dict[str, object]:
+    """The weights as the compiled graphs take them: NumPy arrays, or MAX buffers for bf16.
+
+    int8 adds ``<layer>.scale`` beside each quantized ``<layer>.weight``.
+    """
+    check_dtype(dtype)
+    if dtype == "fp32":
+        return dict(state)
+    from max.driver import Buffer
+    from max.dtype import DType
+
+    out: dict[str, object] = dict(state)
+    for name in linear_weight_names(state):
+        w = state[name]
+        if dtype == "bf16":
+            out[name] = Buffer.from_numpy(bf16_bits(w)).view(DType.bfloat16, w.shape)
+        else:
+            q, scale = quantize_rows(w)
+            out[name] = q
+            out[name[: -len("weight")] + "scale"] = scale
+    return out
+
+
+def weight_bytes(state: dict[str, np.ndarray], dtype: str) -> int:
+    """Bytes of the Linear layers' weights (what decode streams per token), scales included."""
+    total = 0
+    for name in linear_weight_names(state):
+        out_dim, in_dim = state[name].shape
+        total += out_dim * in_dim * BYTES_PER_WEIGHT[dtype] + (out_dim * 4 if dtype == "int8" else 0)
+    return total
