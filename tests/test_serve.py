@@ -67,7 +67,8 @@ def test_servable_folder_links_the_checkpoint_and_adds_a_tokenizer(tmp_path):
     for name in ("config.json", "model.safetensors"):
         assert (folder / name).resolve() == (src / name).resolve()
     assert (folder / "tokenizer.json").exists() and not (folder / "tokenizer.json").is_symlink()
-    assert read_settings(folder) == {"model": "steps", "target": "steps", "checkpoint": str(src)}
+    assert read_settings(folder) == {"model": "steps", "target": "steps", "checkpoint": str(src),
+                                     "dtype": "fp32"}
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(folder))
@@ -76,6 +77,9 @@ def test_servable_folder_links_the_checkpoint_and_adds_a_tokenizer(tmp_path):
     again = servable_folder(src, model="solutions", cache=tmp_path)
     assert again != folder and read_settings(again)["model"] == "solutions"
     assert servable_folder(src, model="solutions", cache=tmp_path) == again
+    # int8 weights (make serve --dtype int8): a folder of its own, saying so
+    int8 = servable_folder(src, model="solutions", cache=tmp_path, dtype="int8")
+    assert int8 not in (folder, again) and read_settings(int8)["dtype"] == "int8"
     # a checkpoint with its own tokenizer files: those are linked, not replaced
     own = tmp_path / "own"
     own.mkdir()
@@ -299,3 +303,14 @@ def test_sigterm_stops_the_server_and_every_process_it_started(server):
             os.killpg(pgid, 0)
     assert "no process of the server is left" in server.log.read_text()
     assert not serve_command.is_ready("127.0.0.1", server.port)
+
+
+def test_a_settings_file_with_an_unknown_dtype_is_refused(tmp_path):
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps({"model": "solutions", "dtype": "int3"}))
+    with pytest.raises(ValueError, match="dtype 'int3' is not one of"):
+        read_settings(tmp_path)
+
+
+def test_dtype_serves_the_reference_model_only(capsys):
+    assert cli.main(["serve", "--model", "steps", "--dtype", "int8", "--weights", "seeded-small"]) == 2
+    assert "--dtype int8 serves the reference model only" in capsys.readouterr().err

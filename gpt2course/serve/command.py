@@ -174,6 +174,9 @@ def cmd_serve(args) -> int:
     if not 0 < args.port < 65536:
         _err("error: --port must be between 1 and 65535")
         return 2
+    if args.dtype != "fp32" and args.model != "solutions":
+        _err(f"error: --dtype {args.dtype} serves the reference model only: use --model solutions")
+        return 2
     try:
         w = checkpoints.resolve_weights(args.weights)
         config, _ = load_hf_state(w.path)  # every tensor named and shaped, before MAX reads it
@@ -196,9 +199,6 @@ def cmd_serve(args) -> int:
             if exc.hint:
                 _err(f"hint: {exc.hint}")
             return 1
-    if args.dtype != "fp32" and args.model != "solutions":
-        _err(f"error: --dtype {args.dtype} serves the reference model only: use --model solutions")
-        return 2
     folder = servable_folder(w.path, model=args.model, dtype=args.dtype)
     cmd = server_command(folder, port=args.port, host=args.host, device=device,
                          name=args.name, max_length=config.n_positions,

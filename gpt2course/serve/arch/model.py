@@ -70,12 +70,12 @@ def course_config(hf_config: Any):
     )
 
 
-@dataclass
 def _as_tensor(value) -> Tensor:
     """A NumPy array, or a MAX buffer (bfloat16: NumPy has no such dtype), as a Tensor."""
     return Tensor(storage=value) if isinstance(value, Buffer) else Tensor.from_dlpack(value)
 
 
+@dataclass
 class GPT2Inputs(ModelInputs):
     """One step's requests: their ids and the token ids this step must see."""
 
@@ -113,7 +113,7 @@ class GPT2PipelineModel(PipelineModelWithKVCache[TextContext]):
         settings = read_settings(pipeline_config.model.model_path)
         self.cached = settings["model"] == "solutions"
         self.target = settings["target"]
-        self.dtype = settings["dtype"]
+        self.weights_dtype = settings["dtype"]
         self.config = course_config(self.huggingface_config)
         self.device = devices[0]
         self._caches: dict[Any, tuple[list[Tensor], list[Tensor], int]] = {}
@@ -127,7 +127,7 @@ class GPT2PipelineModel(PipelineModelWithKVCache[TextContext]):
         if self.cached:  # the Linear weights stored as `make serve --dtype` says (run/precision.py)
             from gpt2course.run import precision
 
-            weights = {k: _as_tensor(v) for k, v in precision.stored_weights(weights, self.dtype).items()}
+            weights = {k: _as_tensor(v) for k, v in precision.stored_weights(weights, self.weights_dtype).items()}
         t0 = time.perf_counter()
         with F.lazy(), default_device(dev), default_dtype(DType.float32):
             module = self._course_module(cfg)
@@ -141,7 +141,7 @@ class GPT2PipelineModel(PipelineModelWithKVCache[TextContext]):
             ids_type = TensorType(DType.int64, ["batch", "seq"], device=dev)
             compiled = module.compile(ids_type, weights=weights)
         logger.info("course GPT-2 (%s) compiled in %.1fs",
-                    f"solutions, KV cache, {self.dtype} weights" if self.cached else "steps, no cache",
+                    f"solutions, KV cache, {self.weights_dtype} weights" if self.cached else "steps, no cache",
                     time.perf_counter() - t0)
         return compiled
     # ANCHOR_END: compile
@@ -159,7 +159,7 @@ class GPT2PipelineModel(PipelineModelWithKVCache[TextContext]):
 
             from gpt2course.run.graphs import store_linear_weights
 
-            return store_linear_weights(LastTokenWithCache(cfg), self.dtype)
+            return store_linear_weights(LastTokenWithCache(cfg), self.weights_dtype)
         # The learner's model; the serve command ran the gate (steps 10-12 pass) before.
         from gpt2course import course
         from gpt2course.check import learner
