@@ -5,7 +5,7 @@ bandwidth: GPT-2 small's 124M fp32 weights are ~0.5 GB a token. Storing them in 
 reads less:
 
 * ``bf16``: bfloat16, float32's top 16 bits (rounded to nearest even): 8 exponent bits, so the
-  range of float32, and 8 significant bits (a relative error up to 2**-9 per weight).
+  range of float32, and 8 significant bits (a relative error up to 2**-8 per weight).
 * ``int8``: weight-only int8, one float32 scale per output row (step 15's quantization, for
   every Linear layer and the LM head): ``w ~ q * scale`` with ``q`` in [-127, 127].
 
