@@ -78,8 +78,8 @@ def scale_mistakes(w: np.ndarray) -> list[tuple[np.ndarray, str, np.ndarray | No
     return [
         (np.full(w.shape[0], np.abs(w).max() / QMAX), "one scale for the whole matrix: each row needs its own, "
          "max over axis=1 of |w| (a row of small numbers then keeps its precision)", None),
-        (largest / QMAX, "the row's largest value, not its largest magnitude: a row whose biggest "
-         "number is negative needs np.abs first (row 7 here is all negative)",
+        (largest / QMAX, "the row's largest value, not its largest magnitude: the scale must fit the "
+         "most negative number too, so take np.abs first",
          (largest > 0) & (largest < absmax)),
         (absmax, "the scale is max |row| itself: divide by 127 so that the largest value becomes 127", None),
         (absmax / 128, "divided by 128: the range here is symmetric, -127..127, so divide by 127", None),
