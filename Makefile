@@ -22,7 +22,7 @@ DIR ?=
 DEVICE_ARG = $(if $(DEVICE),--device $(DEVICE))
 # doctor must work before the venv exists, so it falls back to the system python.
 DOCTOR_PY = $(if $(wildcard $(PY)),$(PY),$(PYTHON))
-STEPS := 01 02 03 04 05 06 07 08 09 10 11 12 13 14
+STEPS := 01 02 03 04 05 06 07 08 09 10 11 12 13 14 15
 
 .PHONY: help setup install warm test check-all gpt2 serve download-gpt2 eval lens bench book book-build grade progress watch hint reset doctor $(addprefix s,$(STEPS))
 

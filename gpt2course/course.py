@@ -109,7 +109,7 @@ def display(path: Path) -> str:
 # --------------------------------------------------------------------------- commands
 
 # Every task a learner, instructor or maintainer is told to run: the Makefile and pixi.toml
-# offer exactly these (tests/test_tasks.py), plus s01..s14.
+# offer exactly these (tests/test_tasks.py), plus s01..s15.
 TASKS = ("setup", "install", "warm", "check-all", "test", "gpt2", "serve", "download-gpt2", "eval", "lens",
          "bench", "book", "book-build", "grade", "progress", "watch", "hint", "reset", "doctor")
 STEP_TASKS = ("watch", "hint", "reset")  # take a step: `make hint STEP=07` / `pixi run hint s07`

@@ -150,4 +150,37 @@ ALTERNATIVES: dict[int, list[tuple[str, str, str]]] = {
          "    bits = total_nll / total_scored / np.log(2)\n"
          "    return float(2.0 ** bits)\n"),
     ],
+    15: [
+        # TODO 1 with the max-norm of each row, and a zero row's scale set after the division.
+        ("scales from np.linalg.norm(ord=inf), zero rows fixed afterwards",
+         "    absmax = np.abs(weight).max(axis=1)\n"
+         "    return np.where(absmax > 0, absmax / QMAX, 1.0).astype(np.float32)\n",
+         "    scale = (np.linalg.norm(weight, ord=np.inf, axis=1) / QMAX).astype(np.float32)\n"
+         "    scale[scale == 0] = 1.0\n"
+         "    return scale\n"),
+        # TODO 1 with a floor under the maximum: a zero row gets a tiny positive scale, not 1.
+        ("scales with a floor (np.maximum) instead of np.where",
+         "    absmax = np.abs(weight).max(axis=1)\n"
+         "    return np.where(absmax > 0, absmax / QMAX, 1.0).astype(np.float32)\n",
+         "    absmax = np.max(np.abs(weight), axis=1)\n"
+         "    return (np.maximum(absmax, np.float32(1e-30)) / np.float32(QMAX)).astype(np.float32)\n"),
+        # TODO 2 multiplying by the inverse scale (float32 may round a half-way value the other
+        # way: the check accepts either neighbour there), np.rint, and the clip by hand.
+        ("quantize by the inverse scale, np.rint, minimum/maximum",
+         "    q = np.round(weight / scale[:, None])\n"
+         "    return np.clip(q, -QMAX, QMAX).astype(np.int8)\n",
+         "    q = np.rint(weight * (1.0 / scale)[:, None])\n"
+         "    return np.minimum(np.maximum(q, -QMAX), QMAX).astype(np.int8)\n"),
+        # TODO 4 with the functional API (the same graph as the solution's).
+        ("the head with F.matmul, F.transpose and F.cast",
+         "        logits = hidden_states @ self.weight.cast(DType.float32).T\n",
+         "        from max.experimental import functional as F\n"
+         "        logits = F.matmul(hidden_states, F.transpose(F.cast(self.weight, DType.float32), 0, 1))\n"),
+        # TODO 4 dequantizing the weight first, as a Linear over W ~ q * scale (its own graph).
+        ("the head from the dequantized weight",
+         "        logits = hidden_states @ self.weight.cast(DType.float32).T\n"
+         "        return logits * self.scale\n",
+         "        dequantized = self.weight.cast(DType.float32) * self.scale.reshape([self.scale.shape[0], 1])\n"
+         "        return hidden_states @ dequantized.T\n"),
+    ],
 }

@@ -124,6 +124,24 @@ MUTANTS: dict[int, list[tuple[str, str, str, str]]] = {
         ("perplexity as 2 ** loss", "    return float(np.exp(total_nll / total_scored))",
          "    return float(2 ** (total_nll / total_scored))", "2 to the power of the mean loss"),
     ],
+    # Step 15: the five mistakes issue 22 names, and one more. The first four and the last
+    # are NumPy and fail before the check compiles anything (with --fail-fast, no MAX graph);
+    # "scales applied twice" is in the Module and compiles its own graph.
+    15: [
+        ("one scale for the whole matrix", "    absmax = np.abs(weight).max(axis=1)\n",
+         "    absmax = np.abs(weight).max()\n", "one scale for the whole matrix"),
+        ("a scale per column", "    absmax = np.abs(weight).max(axis=1)\n",
+         "    absmax = np.abs(weight).max(axis=0)\n", "a scale per column"),
+        ("no rounding", "    q = np.round(weight / scale[:, None])\n", "    q = weight / scale[:, None]\n",
+         "no rounding"),
+        ("no clipping", "    return np.clip(q, -QMAX, QMAX).astype(np.int8)\n", "    return q.astype(np.int8)\n",
+         "not clipped"),
+        ("scales applied twice", "        logits = hidden_states @ self.weight.cast(DType.float32).T\n",
+         "        dequantized = self.weight.cast(DType.float32) * self.scale.reshape([self.scale.shape[0], 1])\n"
+         "        logits = hidden_states @ dequantized.T\n", "the scales are applied twice"),
+        ("the row's largest value, not its largest magnitude", "    absmax = np.abs(weight).max(axis=1)\n",
+         "    absmax = weight.max(axis=1)\n", "not its largest magnitude"),
+    ],
 }
 
 # Step 13's mistakes live beside its check (tests/mutants_13.py). The honesty suite runs

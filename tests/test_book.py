@@ -42,7 +42,8 @@ WINDOW = (1280, 900)
 
 # SUMMARY.md must list these, in this order.
 REQUIRED_CHAPTERS = (["introduction.md", "setup.md"] + [f"step_{n:02d}.md" for n in range(1, 13)]
-                     + ["step_13.md", "step_14.md", "lens.md", "serve.md", "run_your_model.md"])
+                     + ["step_13.md", "step_14.md", "lens.md", "serve.md", "make_it_fast.md", "step_15.md",
+                        "run_your_model.md"])
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -56,8 +56,10 @@ MISTAKES = {
     # The targets not shifted: each position scored against its own token.
     14: ("    predictions = logits[:, :-1, :]\n    targets = labels[:, 1:]",
          "    predictions = logits\n    targets = labels"),
+    # No rounding: astype(np.int8) truncates toward zero (tests/mutants.py: "no rounding").
+    15: ("    q = np.round(weight / scale[:, None])\n", "    q = weight / scale[:, None]\n"),
 }
-STEPS_WITH_OUTPUTS = list(range(1, 15))
+STEPS_WITH_OUTPUTS = list(range(1, 16))
 
 
 def run(step: int, target: str) -> str:

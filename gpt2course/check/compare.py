@@ -59,12 +59,15 @@ def compare(
     rtol: float = 1e-4,
     traps: Mapping[str, tuple[np.ndarray | Callable[[], np.ndarray], str]] | None = None,
     hint: str | None = None,
+    against: str = "Hugging Face",
 ) -> str:
     """Raises CheckFailure unless ``actual`` matches ``expected`` within tolerance.
 
     ``traps`` maps a known mistake's name to (what that mistake would output,
     its explanation). When the learner's numbers match a trap better than the
-    truth, the failure names the mistake. Returns a one-line summary on success.
+    truth, the failure names the mistake. ``against``: who computed ``expected``, as the
+    failure names it ("Hugging Face"; step 15's "the NumPy reference"). Returns a one-line
+    summary on success.
     """
     expected = np.asarray(expected, dtype=np.float32)
     if hasattr(actual, "dtype") and not isinstance(actual, np.ndarray) and not hasattr(actual, "detach"):
@@ -75,7 +78,7 @@ def compare(
     actual = as_float32(actual, name)
     check_shape(name, actual.shape, expected.shape, hint)
     with np.errstate(invalid="ignore", over="ignore"):
-        return _compare(name, actual, expected, atol, rtol, traps, hint)
+        return _compare(name, actual, expected, atol, rtol, traps, hint, against)
 
 
 def _first(mask: np.ndarray) -> str:
@@ -86,7 +89,7 @@ def _count(n: int, what: str, plural: str | None = None) -> str:
     return f"1 value is {what}" if n == 1 else f"{n} values are {plural or what}"
 
 
-def _nonfinite_lines(actual: np.ndarray, expected: np.ndarray) -> list[str]:
+def _nonfinite_lines(actual: np.ndarray, expected: np.ndarray, against: str = "Hugging Face") -> list[str]:
     """Plain sentences for the infinities and NaNs that differ (where, how many, first index)."""
     lines = []
     nan_a, nan_e = np.isnan(actual), np.isnan(expected)
@@ -94,24 +97,24 @@ def _nonfinite_lines(actual: np.ndarray, expected: np.ndarray) -> list[str]:
         inf_e = np.isinf(expected) & (np.sign(expected) == sign)
         finite_there = inf_e & np.isfinite(actual)
         if finite_there.any():
-            lines.append(f"  {_count(int(finite_there.sum()), 'finite')} where Hugging Face has {word} "
+            lines.append(f"  {_count(int(finite_there.sum()), 'finite')} where {against} has {word} "
                          f"(first at {_first(finite_there)})")
         flipped = inf_e & np.isinf(actual) & (np.sign(actual) != sign)
         if flipped.any():
-            lines.append(f"  {_count(int(flipped.sum()), '-inf' if sign > 0 else '+inf')} where Hugging Face "
+            lines.append(f"  {_count(int(flipped.sum()), '-inf' if sign > 0 else '+inf')} where {against} "
                          f"has {word} (first at {_first(flipped)})")
         nan_there = inf_e & nan_a
         if nan_there.any():
-            lines.append(f"  {_count(int(nan_there.sum()), 'NaN')} where Hugging Face has {word} "
+            lines.append(f"  {_count(int(nan_there.sum()), 'NaN')} where {against} has {word} "
                          f"(first at {_first(nan_there)})")
     finite_e = np.isfinite(expected)
     for mask, what in ((finite_e & nan_a, "NaN"), (finite_e & np.isinf(actual), "infinite")):
         if mask.any():
-            lines.append(f"  {_count(int(mask.sum()), what)} where Hugging Face has a finite number "
+            lines.append(f"  {_count(int(mask.sum()), what)} where {against} has a finite number "
                          f"(first at {_first(mask)})")
     nan_missing = nan_e & ~nan_a
     if nan_missing.any():
-        lines.append(f"  {_count(int(nan_missing.sum()), 'a number', 'numbers')} where Hugging Face has NaN "
+        lines.append(f"  {_count(int(nan_missing.sum()), 'a number', 'numbers')} where {against} has NaN "
                      f"(first at {_first(nan_missing)})")
     return lines
 
@@ -127,7 +130,7 @@ def _opposite_sign(actual, expected, atol, rtol) -> bool:
     return bool(np.all(np.abs(a + e) <= atol + rtol * np.abs(e)))
 
 
-def _compare(name, actual, expected, atol, rtol, traps, hint) -> str:
+def _compare(name, actual, expected, atol, rtol, traps, hint, against="Hugging Face") -> str:
     finite_a, finite_e = np.isfinite(actual), np.isfinite(expected)
     both_finite = finite_a & finite_e
     same_special = (actual == expected) | (np.isnan(actual) & np.isnan(expected))
@@ -138,9 +141,9 @@ def _compare(name, actual, expected, atol, rtol, traps, hint) -> str:
         return f"{name}: matches ({describe(actual)}, max abs error {float(err.max()) if err.size else 0.0:.2e}, tolerance atol={atol:g} rtol={rtol:g})"
     idx = tuple(int(i) for i in np.argwhere(~ok)[0])
     finite_bad = ~ok & both_finite
-    special = _nonfinite_lines(actual, expected)
+    special = _nonfinite_lines(actual, expected, against)
     lines = [
-        f"{name}: values differ from Hugging Face's",
+        f"{name}: values differ from {against}'s",
         f"  {describe(actual)}; tolerance atol={atol:g} rtol={rtol:g}",
     ]
     if finite_bad.any():
@@ -154,7 +157,7 @@ def _compare(name, actual, expected, atol, rtol, traps, hint) -> str:
                  f"got {float(actual[idx]):.6g}")
     lines.extend(special)
     if _opposite_sign(actual, expected, atol, rtol):
-        lines.append("  the values have the opposite sign: yours are Hugging Face's times -1 "
+        lines.append(f"  the values have the opposite sign: yours are {against}'s times -1 "
                      "(a subtraction the wrong way round, or a minus sign too many)")
     trap = _closest_trap(actual, expected, traps or {})
     if trap:

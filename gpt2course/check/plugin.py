@@ -56,6 +56,7 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config._gpt2_results = {}
     config._gpt2_printed = {}  # step -> what its code printed, summed up (shown with its results)
+    config._gpt2_notes = {}    # step -> the lines its check noted (Step.note), printed last
     execute.set_reporter(_live_writer(config))
     spec = config.getoption("--weights")
     if spec:
@@ -91,6 +92,7 @@ class Step:
     error_reported: bool = False
     todos_reported: set = field(default_factory=set)
     watch: object = None  # the grader's observer, if any
+    notes: list = field(default_factory=list)  # lines the step's report ends with (note())
 
     @property
     def device(self):
@@ -108,6 +110,11 @@ class Step:
             raise self.error
         with self.errors(f"reading {name}"):
             return self.remote.export(name)
+
+    def note(self, line: str) -> None:
+        """A line the step's report prints after its verdict: a figure the check computed
+        (step 15: the bytes its int8 head saves), not a sub-check."""
+        self.notes.append(str(line))
 
     def describe(self, obj) -> dict:
         """What the worker says ``obj`` is: type, dataclass and its fields, attributes."""
@@ -154,6 +161,8 @@ def step(request):
             s.watch.started(s.remote)
     yield s
     s.remote.close()
+    if s.notes:
+        config._gpt2_notes[number] = list(s.notes)
     printed = s.remote.printed_summary()
     if printed:
         config._gpt2_printed[number] = printed
@@ -230,9 +239,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             tr.write_line(f"step {number:02d} not passing yet: {passed}/{len(checks)} checks pass. "
                           f"More help: {course.command('hint', number)}.",
                           red=True, bold=True)
+        notes = config._gpt2_notes.get(number) or []
+        for line in notes:
+            tr.write_line(f"  {line}")
         report["steps"][f"{number:02d}"] = {
             "status": status, "passed": passed, "total": len(checks),
-            "first_failure": first_failure, "checks": checks,
+            "first_failure": first_failure, "checks": checks, "notes": notes,
         }
     grading = observer(config)
     if grading is not None:
