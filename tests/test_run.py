@@ -330,7 +330,7 @@ def test_stored_weights_take_a_half_and_a_quarter_of_the_bytes():
     assert len(matrices) == 4 * 2 + 1  # c_attn, attn c_proj, c_fc, mlp c_proj per block; lm_head
     assert fp32 == 4 * sum(o * i for o, i in matrices) and bf16 * 2 == fp32
     assert int8 == sum(o * i + 4 * o for o, i in matrices)  # one float32 scale per row
-    stored = precision.stored_weights(state, "int8")
+    stored = precision.stored_weights(dict(state), "int8")
     head, scale = stored["lm_head.weight"], stored["lm_head.scale"]
     assert head.dtype == np.int8 and scale.shape == (state["lm_head.weight"].shape[0],)
     assert stored["transformer.wte.weight"].dtype == np.float32  # the embedding lookup stays fp32

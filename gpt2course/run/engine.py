@@ -164,8 +164,7 @@ class CachedEngine:
         config, state_max = weights_mod.load_max_state(self.folder)
         self.config = weights_mod.course_config(config)
         self.weight_bytes = precision.weight_bytes(state_max, dtype)
-        stored = precision.stored_weights(state_max, dtype)
-        del state_max
+        stored = precision.stored_weights(state_max, dtype)  # in place: float32 freed as it goes
         self.dev = max_device(device)
         self.device_name = device_name(self.dev)
         with F.lazy(), default_device(self.dev):
@@ -178,6 +177,7 @@ class CachedEngine:
         # bench/README.md).
         self.decode_graph = self._compile(decode_module, stored, 1, f"{what} (decode)", quiet)
         self.prefill_graph = self._compile(prefill_module, stored, "seq", f"{what} (prefill)", quiet)
+        del stored
 
     def _compile(self, module, stored: dict, seq, what: str, quiet: bool):
         from max.driver import CPU

@@ -57,24 +57,25 @@ def linear_weight_names(state: dict[str, np.ndarray]) -> list[str]:
 def stored_weights(state: dict[str, np.ndarray], dtype: str) -> dict[str, object]:
     """The weights as the compiled graphs take them: NumPy arrays, or MAX buffers for bf16.
 
-    int8 adds ``<layer>.scale`` beside each quantized ``<layer>.weight``.
+    int8 adds ``<layer>.scale`` beside each quantized ``<layer>.weight``. ``state`` is
+    converted in place, one matrix at a time, so its float32 copy of each matrix is freed as
+    soon as the narrow one exists (the peak is the float32 weights plus one matrix, not both
+    sets); pass a copy to keep it. ``wte`` stays float32 (the LM head is its quantized copy).
     """
     check_dtype(dtype)
     if dtype == "fp32":
-        return dict(state)
+        return state
     from max.driver import Buffer
     from max.dtype import DType
 
-    out: dict[str, object] = dict(state)
     for name in linear_weight_names(state):
-        w = state[name]
+        w = state.pop(name)
         if dtype == "bf16":
-            out[name] = Buffer.from_numpy(bf16_bits(w)).view(DType.bfloat16, w.shape)
+            state[name] = Buffer.from_numpy(bf16_bits(w)).view(DType.bfloat16, w.shape)
         else:
-            q, scale = quantize_rows(w)
-            out[name] = q
-            out[name[: -len("weight")] + "scale"] = scale
-    return out
+            state[name], state[name[: -len("weight")] + "scale"] = quantize_rows(w)
+        del w
+    return state
 
 
 def weight_bytes(state: dict[str, np.ndarray], dtype: str) -> int:
