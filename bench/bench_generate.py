@@ -236,7 +236,7 @@ def report(ours: dict, hf: dict, args, device: str, bandwidth: float | None) -> 
         if dtype != "fp32" and "fp32" in ours:
             first = next((k for k, (x, y) in enumerate(zip(mine["tokens"], ours["fp32"]["tokens"]))
                           if x != y), None)
-            print(f"greedy tokens identical to ours fp32: "
+            print("greedy tokens identical to ours fp32: "
                   + ("yes" if first is None else f"the first {first} of {len(mine['tokens'])}"))
     print(f"devices: ours {next(iter(ours.values()))['device']}; theirs {base['device']}, "
           f"torch {base.get('torch', '?')}, attention {base.get('attn_implementation', '?')}")

@@ -65,7 +65,7 @@ def main(argv=None) -> int:
                     len(greedy[dtype]))
         print(f"{dtype:6} {nbytes / 2**20:12.1f} MiB {ppl:11.4f} {100 * (ppl / base_ppl - 1):+9.2f}% "
               f"{same:>6} of {len(greedy[dtype])}")
-    print(f"(log-perplexity differences: " + ", ".join(
+    print("(log-perplexity differences: " + ", ".join(
         f"{d} {math.log(pp) - math.log(base_ppl):+.5f}" for d, pp, _ in rows[1:]) + ")")
     return 0
 

@@ -48,24 +48,14 @@ def _say(msg: str, quiet: bool = False) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def _weight_tensor(value):
-    """A NumPy array, or a MAX buffer (bfloat16 weights: NumPy has no such dtype), as a Tensor."""
-    from max.driver import Buffer
-    from max.experimental.tensor import Tensor
-
-    if isinstance(value, Buffer):
-        return Tensor(storage=value)
-    return Tensor.from_dlpack(np.ascontiguousarray(value))
-
-
 def _compile(module, input_types, state_max: dict, dev, what: str, quiet: bool):
-    from max.experimental.tensor import Tensor
+    from gpt2course.run.precision import as_tensor
 
     if module.device != dev:
         # Moving a lazily built module realizes its random initial weights first (tens of
         # seconds at 124M); skip it when the module is already where it runs.
         module.to(dev)
-    wts = {k: _weight_tensor(v).to(dev) for k, v in state_max.items()}
+    wts = {k: as_tensor(v).to(dev) for k, v in state_max.items()}
     t0 = time.perf_counter()
     _say(f"compiling {what} with MAX (the first time takes a few minutes on a laptop CPU; "
          "after that it is cached and takes seconds) ...", quiet)

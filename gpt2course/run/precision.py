@@ -78,6 +78,16 @@ def stored_weights(state: dict[str, np.ndarray], dtype: str) -> dict[str, object
     return state
 
 
+def as_tensor(value):
+    """A stored weight as a MAX Tensor: a NumPy array, or a MAX buffer (bf16: NumPy has none)."""
+    from max.driver import Buffer
+    from max.experimental.tensor import Tensor
+
+    if isinstance(value, Buffer):
+        return Tensor(storage=value)
+    return Tensor.from_dlpack(np.ascontiguousarray(value))
+
+
 def weight_bytes(state: dict[str, np.ndarray], dtype: str) -> int:
     """Bytes of the Linear layers' weights (what decode streams per token), scales included."""
     total = 0

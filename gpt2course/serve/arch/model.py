@@ -70,11 +70,6 @@ def course_config(hf_config: Any):
     )
 
 
-def _as_tensor(value) -> Tensor:
-    """A NumPy array, or a MAX buffer (bfloat16: NumPy has no such dtype), as a Tensor."""
-    return Tensor(storage=value) if isinstance(value, Buffer) else Tensor.from_dlpack(value)
-
-
 @dataclass
 class GPT2Inputs(ModelInputs):
     """One step's requests: their ids and the token ids this step must see."""
@@ -127,7 +122,7 @@ class GPT2PipelineModel(PipelineModelWithKVCache[TextContext]):
         if self.cached:  # the Linear weights stored as `make serve --dtype` says (run/precision.py)
             from gpt2course.run import precision
 
-            weights = {k: _as_tensor(v) for k, v in precision.stored_weights(weights, self.weights_dtype).items()}
+            weights = {k: precision.as_tensor(v) for k, v in precision.stored_weights(weights, self.weights_dtype).items()}
         t0 = time.perf_counter()
         with F.lazy(), default_device(dev), default_dtype(DType.float32):
             module = self._course_module(cfg)
