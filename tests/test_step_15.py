@@ -21,6 +21,7 @@ STEP = 15
 QMAX = 127
 U32 = 2.0 ** -24     # float32's unit roundoff
 TIE = 1e-4           # w / scale this close to a half-way point may round either way (see _check_q)
+GPT2_SMALL_WEIGHTS = 123_654_912  # the numbers decoding reads a token (book: Make it fast)
 GPT2_SMALL = (768, 50257)  # the LM head's n_embd x vocab_size
 
 
@@ -346,3 +347,9 @@ def test_bytes_saved(step):
         raise CheckFailure(f"the int8 head takes {int8:,} bytes, float32 {fp32:,}", "int8 values and float32 scales")
     step.note(f"GPT-2 small's LM head ({n_embd} x {vocab:,}): {fp32:,} bytes in float32, {int8:,} in int8 with "
               f"float32 scales: {fp32 - int8:,} bytes saved ({fp32 / int8:.2f}x fewer) on every decoded token")
+    # What that is worth in speed where decoding is bound by reading the weights (a CPU): the
+    # whole model's bytes per token before and after, arithmetic, not a timing.
+    model = 4 * GPT2_SMALL_WEIGHTS
+    step.note(f"decoding reads {model / 1e6:.1f} MB of weights a token in float32, {(model - fp32 + int8) / 1e6:.1f} MB "
+              f"with this head: up to {model / (model - fp32 + int8):.2f}x faster where memory bandwidth is the "
+              f"limit; measure it with `make bench ARGS='--dtype int8'` (every matrix in int8, the book's 'Make it fast')")
