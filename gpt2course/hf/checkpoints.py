@@ -80,7 +80,12 @@ def seeded_checkpoint(name: str = "small", seed: int = SEED, root: Path | None =
                 p.copy_(1.0 + 0.2 * torch.randn_like(p))
             elif pname.endswith(".bias"):
                 p.copy_(0.05 * torch.randn_like(p))
-    # Write to a temporary folder and rename, so a killed build leaves nothing half-written.
+    return save_whole(model, folder)
+
+
+def save_whole(model, folder: Path) -> Path:
+    """``model.save_pretrained`` into ``folder`` through a temporary folder and a rename, so a
+    killed build leaves nothing half-written; an older ``folder`` is replaced."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
     model.save_pretrained(tmp)

@@ -19,8 +19,6 @@ deterministic algorithms, two threads. Written once into the course's cache.
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
 from pathlib import Path
 
 NAME = "tiny-declaration"
@@ -31,7 +29,7 @@ STEPS, BATCH, LENGTH, SEED, LR = 800, 8, 64, 14, 1e-3
 
 def tiny_trained_checkpoint(root: Path | None = None, *, steps: int = STEPS, quiet: bool = False) -> Path:
     """The checkpoint folder, trained on first use."""
-    from gpt2course.hf.checkpoints import cache_dir
+    from gpt2course.hf.checkpoints import cache_dir, save_whole
 
     folder = (Path(root) if root is not None else cache_dir() / "checkpoints") / f"{NAME}-{steps}"
     if (folder / "model.safetensors").exists() and (folder / "config.json").exists():
@@ -77,12 +75,7 @@ def tiny_trained_checkpoint(root: Path | None = None, *, steps: int = STEPS, qui
         assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
         model.tie_weights()
         model.eval()
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
-        model.save_pretrained(tmp)
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
+        save_whole(model, folder)
     finally:
         torch.use_deterministic_algorithms(False)
         torch.set_num_threads(threads)

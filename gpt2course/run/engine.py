@@ -205,7 +205,7 @@ class CachedEngine:
         allocates what it will use; a caller that did not say gets twice what it asked for)."""
         from max.driver import CPU, Buffer
 
-        capacity = min(max(needed, 2 * cache.capacity), max(needed, self.config.n_positions))
+        capacity = max(needed, min(2 * cache.capacity, self.config.n_positions))
         grown = self.new_cache(cache.keys[0].shape[0], capacity)
         for old, new in zip(cache.keys + cache.values, grown.keys + grown.values):
             host = new.to(CPU()).to_numpy()
