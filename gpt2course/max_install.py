@@ -43,6 +43,23 @@ def prepare_max() -> None:
 # Set by MAX in the process that uses it; inherited, they send a child outside the venv.
 MAX_LEAKED = ("PYTHONEXECUTABLE",)
 
+# How a check's worker runs MAX's eager ops. MAX's default executor ("composite") serves each
+# eager graph with its interpreter *and* compiles the same graph in a pool of background
+# processes, one per core, for later calls. A check runs each eager graph once, in a process
+# that then exits, so on a 2-core machine those compiles only take the cores from the
+# interpreter and from the graph compiles that are used (bench/README.md, "bench_suite").
+# MAX's own name for interpret-first, compile-only-what-the-interpreter-refuses, in process;
+# the grader needs it anyway (no process pool may start inside a confined worker).
+EAGER_EXECUTOR = "fallback-internal"
+
+
+def worker_env(**extra: str) -> dict[str, str]:
+    """``child_env`` for a process that runs a learner's step: MAX's eager executor set to
+    ``EAGER_EXECUTOR`` unless the caller's environment names one (MAX_EAGER_EXECUTOR)."""
+    env = child_env(**extra)
+    env.setdefault("MAX_EAGER_EXECUTOR", EAGER_EXECUTOR)
+    return env
+
 
 def python_library() -> str | None:
     """This interpreter's shared library (libpython3.X.so), if it has one."""

@@ -2,7 +2,8 @@
 
 Each test starts a real worker (``gpt2course.check.judge_end.WorkerLink``) on a small step file of
 its own and asserts what the judge is told: values, the learner's errors, and how a worker
-that exits, crashes or scribbles on the pipe ended. No MAX op runs here (about 2 s a worker).
+that exits, crashes or scribbles on the pipe ended. No MAX op runs here (about 2 s a worker), but
+in the one test that says how the worker runs MAX's eager ops.
 """
 
 import sys
@@ -203,3 +204,32 @@ def test_judge_never_imports_the_step(tmp_path):
         assert marker not in sys.modules  # the step's import ran in the worker only
     finally:
         r.close()
+
+
+def test_a_worker_runs_eager_max_without_background_compiles(tmp_path, monkeypatch):
+    """MAX's default eager executor would also compile each eager graph in a pool of processes,
+    one per core, that a check (one run of each graph, then exit) never uses: the worker runs
+    max_install.EAGER_EXECUTOR instead, unless the learner's environment names one."""
+    from gpt2course import max_install
+
+    monkeypatch.delenv("MAX_EAGER_EXECUTOR", raising=False)
+    source = ("import os\nimport numpy as np\n"
+              "def eager():\n"
+              "    from max.experimental import compile_pool\n"
+              "    from max.experimental.tensor import Tensor\n"
+              "    x = Tensor.from_dlpack(np.ones(3, dtype=np.float32))\n"
+              "    values = np.from_dlpack(x * x + x).tolist()\n"
+              "    return values, os.environ.get('MAX_EAGER_EXECUTOR'), compile_pool.pool.cache_info().currsize\n")
+    r = worker(tmp_path, source)
+    try:
+        r.load()
+        with r.doing_this("an eager op"):
+            values, executor, pools = r.export("eager")()
+    finally:
+        r.close()
+    assert values == [2.0, 2.0, 2.0]
+    assert executor == max_install.EAGER_EXECUTOR and pools == 0, (executor, pools)
+    from max.experimental import executor as max_executor
+    assert max_install.EAGER_EXECUTOR in max_executor._EXECUTORS, "this MAX no longer has the executor"
+    monkeypatch.setenv("MAX_EAGER_EXECUTOR", "interpreter")
+    assert max_install.worker_env()["MAX_EAGER_EXECUTOR"] == "interpreter"

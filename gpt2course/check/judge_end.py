@@ -28,7 +28,7 @@ import threading
 from gpt2course import course
 from gpt2course.check import execute, wire
 from gpt2course.errors import CheckFailure
-from gpt2course.max_install import child_env
+from gpt2course.max_install import worker_env
 from gpt2course.text import clean_text
 
 TEXT_LIMIT = 20000  # characters of a learner's error message kept
@@ -116,7 +116,7 @@ class WorkerLink:
         to_worker_r, to_worker_w = os.pipe()
         to_judge_r, to_judge_w = os.pipe()
         alert_r, alert_w = os.pipe()
-        env = self.env if self.env is not None else child_env()
+        env = self.env if self.env is not None else worker_env()
         try:
             self.proc = subprocess.Popen(self.command((to_worker_r, to_judge_w, alert_w)), env=env,
                                          cwd=self.cwd, pass_fds=(to_worker_r, to_judge_w, alert_w),

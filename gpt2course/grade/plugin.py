@@ -99,19 +99,19 @@ class _Grading:
         MAX's default eager executor compiles in a pool of processes started on first use:
         started before the worker confines itself it would stay outside the rules (and take
         pickled work from inside them); after, it cannot start a Python at all. So a graded
-        worker runs MAX's in-process executor (MAX_EAGER_EXECUTOR=fallback-internal, MAX's own
-        name, read when max is imported)."""
+        worker runs MAX's in-process executor (max_install.EAGER_EXECUTOR, what every check's
+        worker runs; here it is forced, whatever the grader's environment says)."""
         import sys
 
         from gpt2course.grade import allowed
-        from gpt2course.max_install import child_env
+        from gpt2course.max_install import EAGER_EXECUTOR, child_env
 
         spec = allowed.worker_spec(ROOT, number, [str(self.scratch)])
         spec["write"] += list(self.config.getoption("--grade-writable"))
         spec["network"] = False
         env = {k: v for k, v in child_env().items() if not k.startswith(("PYTEST_", "GPT2_COURSE"))}
         env.update(PYTHONPATH=str(ROOT), TMPDIR=str(self.scratch / "tmp"), PYTHONDONTWRITEBYTECODE="1",
-                   MAX_EAGER_EXECUTOR="fallback-internal")
+                   MAX_EAGER_EXECUTOR=EAGER_EXECUTOR)
         return {"confine": json.dumps(spec), "env": env, "cwd": str(self.scratch),
                 "prefix": [sys.executable, "-m", "gpt2course.grade.isolation", "worker", "--"]}
 
