@@ -18,6 +18,7 @@ MAX's cache) and how many files MAX's cache gained: a grown cache is what says M
     python bench/bench_edit.py --steps 3 4 --repeat 1
 
     python bench/bench_edit.py --first-hour --fresh-cache /tmp/mc   # a new learner's first hour
+    XDG_CACHE_HOME=/tmp/mc python bench/bench_edit.py --first-hour --skip-warm   # ... after its warm
 
 --first-hour times what a learner meets on a new machine after `make install`: `make warm`
 (`python -m gpt2course warm --jobs 2`; per step, when it finished), then the first check of
@@ -105,15 +106,17 @@ def cases(step: int, tmp: Path):
 AIMS = {"first eager": 15.0, "first compiled": 30.0, "edit": {7: 30.0, 9: 30.0, 10: 60.0, 11: 60.0, 13: 60.0}}
 
 
-def first_hour(env: dict, device: str | None, jobs: int) -> int:
-    """`warm`, then every step's first check, then an edit of each compiled step (see the docstring)."""
+def first_hour(env: dict, device: str | None, jobs: int, skip_warm: bool = False) -> int:
+    """`warm`, then every step's first check, then an edit of each compiled step (see the docstring).
+    ``skip_warm``: MAX's cache is as an earlier `make warm` left it; start at the first checks."""
     import random
 
     from bench_grade import distinct
 
     t0 = time.time()
-    warm = subprocess.run([sys.executable, "-m", "gpt2course", "warm", "--jobs", str(jobs)], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+    warm = subprocess.run([sys.executable, "-m", "gpt2course", "warm", "--jobs", str(jobs)] if not skip_warm
+                          else [sys.executable, "-c", "print('warm skipped (--skip-warm)')"],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
     warm_s = time.time() - t0
     print(warm.stdout[-6000:], warm.stderr[-2000:], sep="\n", flush=True)
     print(f"warm: {warm_s:.0f}s ({'ok' if warm.returncode == 0 else 'FAILED'}); {load()}", flush=True)
@@ -129,10 +132,14 @@ def first_hour(env: dict, device: str | None, jobs: int) -> int:
             if kind == "compiled":
                 folder = Path(tmp) / f"s{step:02d}"
                 folder.mkdir()
-                text = distinct(course.solution_file(step).read_text(), random.randrange(1, 10 ** 9))
+                # below 2**24: MAX refuses a Python int that float32 cannot hold exactly
+                text = distinct(course.solution_file(step).read_text(), random.randrange(1, 2 ** 24))
                 (folder / f"step_{step:02d}.py").write_text(text)
                 edit, again = check(step, folder, env, device), check(step, folder, env, device)
             rows.append((step, kind, first, edit, again))
+            for result in (first, edit):
+                if result is not None and result["verdict"] != "passed":
+                    print(result["tail"], flush=True)
             print(f"s{step:02d} ({kind}): first check {first['seconds']:.1f}s {first['verdict']}"
                   + (f"; edit {edit['seconds']:.1f}s {edit['verdict']} (+{edit['new_cache_files']} cache files), "
                      f"again {again['seconds']:.1f}s" if edit else "") + f"; {load()}", flush=True)
@@ -162,6 +169,8 @@ def main(argv=None) -> int:
     ap.add_argument("--first-hour", action="store_true", help="warm, every step's first check, an edit of each "
                     "compiled step (a new learner's first hour; use with --fresh-cache)")
     ap.add_argument("--jobs", type=int, default=2, help="warm's --jobs in --first-hour (default 2)")
+    ap.add_argument("--skip-warm", action="store_true", help="--first-hour on MAX's cache as an earlier "
+                    "`make warm` left it: the first checks and edits only")
     args = ap.parse_args(argv)
 
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -173,7 +182,7 @@ def main(argv=None) -> int:
     print(f"MAX cache: {modular_cache(env)} ({count_files(modular_cache(env))} files); "
           f"{os.cpu_count()} CPUs; {load()}", flush=True)
     if args.first_hour:
-        return first_hour(env, args.device, args.jobs)
+        return first_hour(env, args.device, args.jobs, args.skip_warm)
 
     rows = []  # (step, case, run, result)
     with tempfile.TemporaryDirectory(prefix="bench-edit-") as tmp:
