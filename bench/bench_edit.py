@@ -113,13 +113,15 @@ def first_hour(env: dict, device: str | None, jobs: int, skip_warm: bool = False
 
     from bench_grade import distinct
 
-    t0 = time.time()
-    warm = subprocess.run([sys.executable, "-m", "gpt2course", "warm", "--jobs", str(jobs)] if not skip_warm
-                          else [sys.executable, "-c", "print('warm skipped (--skip-warm)')"],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
-    warm_s = time.time() - t0
-    print(warm.stdout[-6000:], warm.stderr[-2000:], sep="\n", flush=True)
-    print(f"warm: {warm_s:.0f}s ({'ok' if warm.returncode == 0 else 'FAILED'}); {load()}", flush=True)
+    warm_out, warm_ok, warm_s = "", True, 0.0
+    if not skip_warm:
+        t0 = time.time()
+        warm = subprocess.run([sys.executable, "-m", "gpt2course", "warm", "--jobs", str(jobs)], cwd=ROOT,
+                              env=env, capture_output=True, text=True)
+        warm_s = time.time() - t0
+        warm_out, warm_ok = warm.stdout, warm.returncode == 0
+        print(warm.stdout[-6000:], warm.stderr[-2000:], sep="\n", flush=True)
+        print(f"warm: {warm_s:.0f}s ({'ok' if warm_ok else 'FAILED'}); {load()}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-first-hour-") as tmp:
         for step in course.numbers():
@@ -143,12 +145,12 @@ def first_hour(env: dict, device: str | None, jobs: int, skip_warm: bool = False
             print(f"s{step:02d} ({kind}): first check {first['seconds']:.1f}s {first['verdict']}"
                   + (f"; edit {edit['seconds']:.1f}s {edit['verdict']} (+{edit['new_cache_files']} cache files), "
                      f"again {again['seconds']:.1f}s" if edit else "") + f"; {load()}", flush=True)
-    warmed = {int(n): s for n, s in re.findall(r"step (\d+) (?:ok|FAILED) in (\d+)s", warm.stdout)}
-    print(f"\n`make warm` on this cache: {warm_s:.0f}s ({jobs} at a time)\n")
+    warmed = {int(n): s for n, s in re.findall(r"step (\d+) (?:ok|FAILED) in (\d+)s", warm_out)}
+    print(f"\n`make warm` on this cache: {f'{warm_s:.0f}s ({jobs} at a time)' if not skip_warm else 'skipped'}\n")
     print("| step | MAX | its reference in `make warm` | first check | aim | edit (graph of its own) | aim "
           "| the edited file again |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
-    ok = warm.returncode == 0
+    ok = warm_ok
     for step, kind, first, edit, again in rows:
         aim = AIMS["first compiled"] if kind == "compiled" else AIMS["first eager"]
         edit_aim = AIMS["edit"].get(step)

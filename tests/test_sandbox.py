@@ -17,7 +17,7 @@ import pytest
 
 from gpt2course.course import ROOT
 from gpt2course.grade import allowed, isolation, landlock
-from gpt2course.max_install import child_env
+from gpt2course.max_install import EAGER_EXECUTOR, child_env
 
 ABI = landlock.landlock_abi()
 
@@ -163,7 +163,7 @@ def test_confined_worker_reads_writes_and_runs_max(layout):
     paths = json.dumps({k: str(v) for k, v in probes.items()})
     # In-process eager MAX: the default executor's compile pool, started before confine, would
     # stay outside it (and hang the confined process at exit); see sandbox's docstring.
-    env = {"MAX_EAGER_EXECUTOR": "fallback-internal"}
+    env = {"MAX_EAGER_EXECUTOR": EAGER_EXECUTOR}
     free = run_child(code, [paths, ws, scratch, 0], timeout=600, **env)
     assert all(v is True for v in free["reads"].values()), free["reads"]
     assert free["write_report"] is True and free["import_own_solution"] is True
