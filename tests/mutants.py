@@ -60,6 +60,9 @@ MUTANTS: dict[int, list[tuple[str, str, str, str]]] = {
          "every layer matches Hugging Face when chained"),
         ("no final LayerNorm", "return self.ln_f(hidden_states)", "return hidden_states",
          "values differ"),
+        # Right for the small model's 2 layers only: what the 124M-shape sub-check is for.
+        ("two blocks, the small model's count", "for _ in range(config.n_layer)", "for _ in range(2)",
+         "GPT2Model (124m shapes): parameter names do not match"),
     ],
     11: [
         ("lm_head with bias", "Linear(config.n_embd, config.vocab_size, bias=False)",
@@ -67,6 +70,9 @@ MUTANTS: dict[int, list[tuple[str, str, str, str]]] = {
         ("softmax on the logits", "return self.lm_head(self.transformer(input_ids))",
          "return __import__('max.experimental.functional', fromlist=['softmax']).softmax(self.lm_head(self.transformer(input_ids)))",
          "these are probabilities"),
+        # Right for the small model's 64 wide only: what the 124M-shape sub-check is for.
+        ("head 64 wide, the small model's width", "Linear(config.n_embd, config.vocab_size, bias=False)",
+         "Linear(64, config.vocab_size, bias=False)", "parameter lm_head.weight has shape [50257, 64]"),
     ],
     12: [
         ("temperature multiplied", "scaled = logits / temperature", "scaled = logits * temperature",

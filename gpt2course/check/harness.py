@@ -104,15 +104,17 @@ def build_module(step, export: str, make: Callable, what: str):
         return make(cls)
 
 
-def parameters_match(step, export: str, make: Callable, wts: dict, what: str, hint: str | None = None):
-    """Sub-check: the module builds and its parameters load Hugging Face's weights."""
+def parameters_match(step, export: str, make: Callable, wts: dict, what: str, hint: str | None = None,
+                     key: str = "module"):
+    """Sub-check: the module builds and its parameters load Hugging Face's weights (once per
+    ``key``: one per shape a check builds)."""
     def fn():
         module = build_module(step, export, make, what)
         with step.errors(f"reading the parameters of {export}"):
             found = step.remote.parameters(module, doing=f"reading the parameters of {export}")
         execute.check_parameters(found["shapes"], found["kinds"], wts, what, hint)
         return module
-    return once(step, "module", fn)
+    return once(step, key, fn)
 
 
 def outputs(step, export: str, make: Callable, wts: dict, inputs: Sequence[np.ndarray], *,

@@ -26,8 +26,8 @@ from gpt2course.grade.workspace import modular_cache, write_workspace
 # from the solution) took up to 15 min here with both cores busy; seconds when cached.
 DEFAULT_TIMEOUT = 1200.0
 # RLIMIT_DATA per process (and an RSS watchdog). Step 03 passes with 1 GiB and fails with
-# 512 MiB; steps 10-11 also check at GPT-2 124M shapes (two copies of 500 MB of weights plus a
-# MAX compile), hence the headroom.
+# 512 MiB; step 13 runs the learner's model at GPT-2 124M shapes (two copies of 500 MB of
+# weights plus a MAX compile) and steps 10-11 load those weights, hence the headroom.
 DEFAULT_MEMORY = "8G"
 DEFAULT_MAX_OUTPUT = "64M"
 LOG_KEEP = 1 << 20           # bytes of each check's output kept (head and tail)
