@@ -1,7 +1,7 @@
 """Speed, side by side: our MAX GPT-2 (KV cache) against Hugging Face transformers (torch).
 
-    make bench                          # GPT-2 124M shapes; fp32, bf16, int8; CPU (and GPU)
-    make bench ARGS='--dtype fp32'      # one dtype (also: --dtype bf16,int8)
+    make bench                          # GPT-2 124M shapes; fp32, bf16, int8, q4_0; CPU (and GPU)
+    make bench ARGS='--dtype fp32'      # one dtype (also: --dtype bf16,int8,q4_0)
     make bench ARGS='--threads 4 --repeats 5'
 
 The same weights, the same prompt, the same number of threads, one run on one
@@ -259,8 +259,8 @@ def main(argv=None) -> int:
                    help="times each side is measured, alternating; each figure's best round counts")
     p.add_argument("--ours-only", action="store_true",
                    help="measure our side only (the family's shapes: `--weights seeded-medium --ours-only`)")
-    p.add_argument("--dtype", default="fp32,bf16,int8",
-                   help="how our Linear weights are stored, comma-separated (default fp32,bf16,int8)")
+    p.add_argument("--dtype", default=",".join(DTYPES),
+                   help=f"how our Linear weights are stored, comma-separated (default {','.join(DTYPES)})")
     p.add_argument("--side", choices=["max", "hf", "memory"], help=argparse.SUPPRESS)
     p.add_argument("--json", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -1,9 +1,9 @@
-"""What bf16 and int8 weights cost in quality: perplexity and greedy agreement with fp32.
+"""What bf16, int8 and q4_0 weights cost in quality: perplexity and greedy agreement with fp32.
 
     .venv/bin/python bench/bench_quality.py                      # GPT-2 (Hub or cache), WikiText-2 test
     .venv/bin/python bench/bench_quality.py --weights tiny-declaration --dataset declaration   # offline
 
-For each --dtype (default fp32,bf16,int8) it runs the course's own evaluation (`make eval`'s
+For each --dtype (default fp32,bf16,int8,q4_0) it runs the course's own evaluation (`make eval`'s
 model and step 14's perplexity, sliding windows) on the same text, and generates --steps
 greedy tokens (default 128) with the run path (`make gpt2`'s engine) from the text's first
 --prompt tokens; it prints the perplexity per token (4 decimals), its change against fp32, and
@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default=None, help="as for make eval (default GPT-2 small)")
     p.add_argument("--dataset", default="wikitext-2", help="as for make eval (default wikitext-2)")
     p.add_argument("--text", default=None, help="a UTF-8 text file instead of --dataset")
-    p.add_argument("--dtype", default="fp32,bf16,int8")
+    p.add_argument("--dtype", default="fp32,bf16,int8,q4_0")
     p.add_argument("--max-tokens", type=int, default=4096, help="tokens of the text scored (default 4096)")
     p.add_argument("--steps", type=int, default=128, help="greedy tokens compared (default 128)")
     p.add_argument("--prompt", type=int, default=32, help="prompt tokens for the greedy run (default 32)")

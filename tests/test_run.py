@@ -320,6 +320,36 @@ def test_bf16_bits_are_torchs_rounding():
     np.testing.assert_array_equal(bf16_to_float32(theirs), torch.from_numpy(x).to(torch.bfloat16).float().numpy())
 
 
+def test_q4_0_blocks_are_ggmls_layout():
+    """GGML's Q4_0, as MAX's kernel reads it: per 32 weights of a row, the scale d (float16, 2
+    bytes) = the weight of largest magnitude / -8, then 16 bytes holding q = trunc(w / d + 8.5)
+    clipped to [0, 15], weight j in the low nibble of byte j and weight j + 16 in the high one;
+    rows padded with zeros to a multiple of 32."""
+    from gpt2course.run import precision
+
+    w = np.random.default_rng(3).normal(0, 0.1, size=(40, 64)).astype(np.float32)
+    w[5, :32] = 0.0                                    # a block of zeros: d = 0, every q = 8
+    w[6, :32] = np.arange(32, dtype=np.float32) - 16   # its largest magnitude is -16: d = 2
+    blocks = precision.q4_0_blocks(w)
+    assert blocks.dtype == np.uint8 and blocks.shape == (64, 2 * 18)  # 40 rows -> 64
+    b = blocks.reshape(64, 2, 18)
+    d = b[..., :2].copy().view(np.float16)[..., 0]
+    q = np.concatenate([b[..., 2:] & 15, b[..., 2:] >> 4], axis=-1)    # [row, block, 32]
+    assert d[6, 0] == 2.0
+    assert list(q[6, 0]) == [min(15, int((j - 16) / 2 + 8.5)) for j in range(32)]  # 15.5 -> 15
+    assert d[5, 0] == 0 and (q[5, 0] == 8).all()
+    assert (d[40:] == 0).all() and (q[40:] == 8).all()  # the padding rows: zeros
+    back = precision.q4_0_to_float32(blocks, 64)[:40]
+    step = np.abs(np.repeat(d[:40].astype(np.float32), 32, axis=1))
+    error, top = np.abs(back - w), q[:40].reshape(40, 64) == 15
+    # half a step (the float16 scale aside), a whole one where +8 steps was clipped to +7
+    assert (error[~top] <= step[~top] / 2 * 1.01 + 1e-7).all() and (error <= step * 1.01 + 1e-7).all()
+    assert error.max() > 0
+    with pytest.raises(CheckFailure, match=r"q4_0 stores rows in blocks of 32 weights; this model has "
+                                           r"a \[40, 48\] matrix"):
+        precision.q4_0_blocks(w[:, :48])
+
+
 def test_stored_weights_take_a_half_and_a_quarter_of_the_bytes():
     from gpt2course.hf import weights as weights_mod
     from gpt2course.run import precision
@@ -330,6 +360,8 @@ def test_stored_weights_take_a_half_and_a_quarter_of_the_bytes():
     assert len(matrices) == 4 * 2 + 1  # c_attn, attn c_proj, c_fc, mlp c_proj per block; lm_head
     assert fp32 == 4 * sum(o * i for o, i in matrices) and bf16 * 2 == fp32
     assert int8 == sum(o * i + 4 * o for o, i in matrices)  # one float32 scale per row
+    # 18 bytes per 32 weights, the LM head's 50,257 rows padded to 50,272
+    assert precision.weight_bytes(state, "q4_0") == sum(-(-o // 32) * 32 * i // 32 * 18 for o, i in matrices)
     stored = precision.stored_weights(dict(state), "int8")
     head, scale = stored["lm_head.weight"], stored["lm_head.scale"]
     assert head.dtype == np.int8 and scale.shape == (state["lm_head.weight"].shape[0],)
@@ -344,21 +376,48 @@ def test_stored_weights_take_a_half_and_a_quarter_of_the_bytes():
 # 0.016 for bf16 and 0.062 for int8 (fp32: 2e-6); greedily from "Hello", bf16 gave fp32's
 # 100 tokens out of 100, int8 its first 47. The bounds leave room (3x and 1.6x) without
 # letting a wrong dequantization (errors of ~1) through.
-LOGIT_TOLERANCE = {"bf16": 0.05, "int8": 0.1}
-GREEDY_AGREE = 24  # greedy tokens that must equal fp32's, from "Hello"
+#
+# q4_0 (4 bits, a scale per 32 weights) moves these logits by up to ~1 (measured 0.75-1.01), as
+# much as a wrong dequantization would, so its logits are compared with Hugging Face's on the
+# q4_0 weights dequantized (a checkpoint written from them): measured 0.052-0.063, the rest of
+# the difference being MAX's kernel rounding each activation row to 8 bits (GGML's Q8_0) before
+# it multiplies. Greedily from "Hello" on these random weights it differs from fp32 at the first
+# token already (the top logits lie closer than q4_0's error), and gives the tokens of fp32 on the
+# dequantized weights: 48 of 48 (measured).
+LOGIT_TOLERANCE = {"bf16": 0.05, "int8": 0.1, "q4_0": 0.15}
+GREEDY_AGREE = 24  # greedy tokens that must equal fp32's (q4_0: on its dequantized weights), from "Hello"
 
 
-@pytest.fixture(scope="module", params=["bf16", "int8"])
+@pytest.fixture(scope="module", params=["bf16", "int8", "q4_0"])
 def small_at(request, small):
     folder, _ = small
     return request.param, run_engine.CachedEngine(folder, quiet=True, dtype=request.param)
 
 
-def test_lower_precision_logits_stay_near_fp32(small_at, small):
+def _dequantized_q4_0(folder, dest):
+    """A checkpoint whose Linear weights are ``folder``'s after a q4_0 round trip (the LM head
+    stored untied, since ``wte`` itself stays float32)."""
+    from gpt2course.hf import weights as weights_mod
+    from gpt2course.run import precision
+
+    _, state = weights_mod.load_max_state(folder)
+    out = {}
+    for key, w in state.items():
+        if key in precision.linear_weight_names(state):
+            w = precision.q4_0_to_float32(precision.q4_0_blocks(w), w.shape[1])[: w.shape[0]]
+        out[key] = np.ascontiguousarray(w.T if key.endswith(weights_mod.CONV1D_SUFFIXES) else w)
+    dest.mkdir()
+    (dest / "config.json").write_bytes((folder / "config.json").read_bytes())
+    save_file(out, str(dest / "model.safetensors"), metadata={"format": "pt"})
+    return dest
+
+
+def test_lower_precision_logits_stay_near_fp32(small_at, small, tmp_path):
     dtype, engine = small_at
     folder, _ = small
     ids = reference.fixed_input_ids(engine.config.vocab_size, 2, 9)
-    want = reference.capture(folder, ids).logits
+    want = reference.capture(folder if dtype != "q4_0" else _dequantized_q4_0(folder, tmp_path / "q"),
+                             ids).logits
     logits, cache = engine.prefill(ids[:, :5])
     errors = [np.abs(logits - want[:, 4]).max()]
     for pos in range(5, 9):
@@ -367,9 +426,11 @@ def test_lower_precision_logits_stay_near_fp32(small_at, small):
     assert 0 < max(errors) < LOGIT_TOLERANCE[dtype], (dtype, errors)  # 0: the weights did change
 
 
-def test_lower_precision_greedy_tokens_agree_with_fp32(small_at, small):
+def test_lower_precision_greedy_tokens_agree_with_fp32(small_at, small, tmp_path):
     dtype, engine = small_at
-    _, fp32 = small
+    folder, fp32 = small
+    if dtype == "q4_0":
+        fp32 = run_engine.CachedEngine(_dequantized_q4_0(folder, tmp_path / "q"), quiet=True)
     prompt = tokenizer.encode("Hello")
     ours, _ = generate(engine, prompt, GREEDY_AGREE, greedy=True, eos_token_id=None)
     theirs, _ = generate(fp32, prompt, GREEDY_AGREE, greedy=True, eos_token_id=None)

@@ -148,8 +148,8 @@ def add_dtype(p) -> None:
 
     p.add_argument("--dtype", default="fp32", choices=DTYPES,
                    help="how the reference model's Linear weights are stored: fp32 (default), bf16 "
-                   "(half the bytes) or int8 (a quarter, one scale per row; step 15); the "
-                   "arithmetic stays float32. Book: 'Make it fast'")
+                   "(half the bytes), int8 (a quarter, one scale per row; step 15) or q4_0 (4 "
+                   "bits, one scale per 32 weights; MAX's quantized matmul). Book: 'Make it fast'")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,9 @@ from max.experimental import functional as F
 from max.experimental.nn import Linear
 from max.experimental.tensor import Tensor
 from max.graph import TensorValue
+from max.graph.quantization import QuantizationEncoding
 
+from gpt2course.run.precision import q4_0_rows
 from solutions.solution_13 import GPT2AttentionWithCache, MaxGPT2LMHeadModelWithCache
 
 
@@ -38,8 +40,14 @@ class FastLinear(Linear):
 
     rows: bool = False
     scale: Tensor | None = None
+    out_dim: int = 0
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.weight.dtype == DType.uint8:  # q4_0 blocks: MAX's quantized matmul, rows or not
+            y = F.qmatmul(QuantizationEncoding.Q4_0, None, x, self.weight)
+            if self.weight.shape[0] != self.out_dim:  # rows padded to a multiple of 32
+                y = y[..., : self.out_dim]
+            return y + self.bias
         w = self.weight if self.weight.dtype == DType.float32 else F.cast(self.weight, DType.float32)
         if self.rows:
             y = F.squeeze(F.sum(F.unsqueeze(x, -2) * w, axis=-1), -1)  # [..., out]
@@ -121,11 +129,14 @@ def _store(linear: Linear, dtype: str, rows: bool) -> None:
     linear.__class__ = FastLinear
     linear.rows = rows
     out_dim, in_dim = linear.weight.shape
+    linear.out_dim = int(out_dim)
     if dtype == "bf16":
         linear.weight = Tensor.zeros([out_dim, in_dim], dtype=DType.bfloat16)
     elif dtype == "int8":
         linear.weight = Tensor.zeros([out_dim, in_dim], dtype=DType.int8)
         linear.scale = Tensor.ones([out_dim], dtype=DType.float32)
+    elif dtype == "q4_0":
+        linear.weight = Tensor.zeros([q4_0_rows(int(out_dim)), int(in_dim) // 32 * 18], dtype=DType.uint8)
 
 
 def store_linear_weights(model, dtype: str):

@@ -1,4 +1,4 @@
-"""Weights in fewer bytes: the run path's ``--dtype fp32 | bf16 | int8``.
+"""Weights in fewer bytes: the run path's ``--dtype fp32 | bf16 | int8 | q4_0``.
 
 Decoding one token reads every weight of the model once, so on a CPU it is bound by memory
 bandwidth: GPT-2 small's 124M fp32 weights are ~0.5 GB a token. Storing them in fewer bytes
@@ -8,6 +8,11 @@ reads less:
   range of float32, and 8 significant bits (a relative error up to 2**-8 per weight).
 * ``int8``: weight-only int8, one float32 scale per output row (step 15's quantization, for
   every Linear layer and the LM head): ``w ~ q * scale`` with ``q`` in [-127, 127].
+* ``q4_0``: 4 bits a weight in blocks of 32 along each row, one float16 scale a block (GGML's
+  Q4_0, 18 bytes for 32 weights): ``w ~ (q - 8) * d`` with ``q`` in [0, 15] and ``d`` the
+  block's largest-magnitude weight over -8. MAX multiplies by it with its own quantized
+  kernel (``F.qmatmul``, the one GGUF models run on), not by casting up; that kernel also
+  rounds each row of activations to 8 bits (GGML's Q8_0) before it multiplies.
 
 Only the Linear layers' weights change (the matrices decode streams); LayerNorm parameters,
 biases and the embeddings stay float32 (an embedding lookup reads one row per token, and the
@@ -19,8 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 
-DTYPES = ("fp32", "bf16", "int8")
-BYTES_PER_WEIGHT = {"fp32": 4, "bf16": 2, "int8": 1}
+DTYPES = ("fp32", "bf16", "int8", "q4_0")
+BYTES_PER_WEIGHT = {"fp32": 4, "bf16": 2, "int8": 1}  # q4_0: 18 bytes per 32 (weight_bytes)
+Q4_0_BLOCK = 32  # weights per block; a block is 2 bytes of float16 scale + 16 bytes of nibbles
 
 
 def check_dtype(dtype: str) -> str:
@@ -45,6 +51,44 @@ def quantize_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from solutions.solution_15 import quantize_rows as quantize
 
     return quantize(weight)
+
+
+def q4_0_blocks(weight: np.ndarray) -> np.ndarray:
+    """[out, in] float32 -> GGML Q4_0 blocks, uint8 [out, in / 32 * 18], as llama.cpp's reference
+    quantizer writes them: per block of 32, ``d = m / -8`` with ``m`` the weight of largest
+    magnitude (sign kept), ``q = min(15, trunc(w / d + 8.5))``; a block's 16 bytes hold weight
+    ``j`` in the low nibble of byte ``j`` and weight ``j + 16`` in its high nibble."""
+    out_dim, in_dim = weight.shape
+    if in_dim % Q4_0_BLOCK:  # every GPT-2's are (768, 1024, 1280, 1600 and 4x those)
+        from gpt2course.errors import CheckFailure
+
+        raise CheckFailure(f"q4_0 stores rows in blocks of {Q4_0_BLOCK} weights; this model has a "
+                           f"[{out_dim}, {in_dim}] matrix", "run with --dtype int8")
+    if out_dim % Q4_0_BLOCK:  # MAX's kernel takes whole groups of 32 rows: zero rows, sliced off
+        weight = np.concatenate([weight, np.zeros((q4_0_rows(out_dim) - out_dim, in_dim), np.float32)])
+        out_dim = weight.shape[0]
+    blocks = np.asarray(weight, dtype=np.float32).reshape(-1, Q4_0_BLOCK)
+    m = np.take_along_axis(blocks, np.abs(blocks).argmax(axis=-1, keepdims=True), axis=-1)
+    d = m / -8
+    with np.errstate(divide="ignore"):
+        inv = np.where(d == 0, 0, 1 / d).astype(np.float32)
+    q = np.clip(np.trunc(blocks * inv + np.float32(8.5)), 0, 15).astype(np.uint8)
+    packed = q[:, :16] | (q[:, 16:] << np.uint8(4))
+    out = np.concatenate([d.astype(np.float16).view(np.uint8), packed], axis=-1)
+    return out.reshape(out_dim, in_dim // Q4_0_BLOCK * 18)
+
+
+def q4_0_rows(out_dim: int) -> int:
+    """Rows as stored in q4_0: MAX's kernel wants a multiple of 32 (the LM head's 50,257 -> 50,272)."""
+    return -(-out_dim // Q4_0_BLOCK) * Q4_0_BLOCK
+
+
+def q4_0_to_float32(blocks: np.ndarray, in_dim: int) -> np.ndarray:
+    """GGML Q4_0 blocks -> [out, in] float32 (what ``F.qmatmul`` multiplies by)."""
+    b = blocks.reshape(-1, 18)
+    d = b[:, :2].copy().view(np.float16).astype(np.float32)
+    q = np.concatenate([b[:, 2:] & 0x0F, b[:, 2:] >> 4], axis=-1).astype(np.float32) - 8
+    return (q * d).reshape(-1, in_dim)
 
 
 def linear_weight_names(state: dict[str, np.ndarray]) -> list[str]:
@@ -72,6 +116,8 @@ def stored_weights(state: dict[str, np.ndarray], dtype: str) -> dict[str, object
         w = state.pop(name)
         if dtype == "bf16":
             state[name] = Buffer.from_numpy(bf16_bits(w)).view(DType.bfloat16, w.shape)
+        elif dtype == "q4_0":
+            state[name] = q4_0_blocks(w)
         else:
             state[name], state[name[: -len("weight")] + "scale"] = quantize_rows(w)
         del w
@@ -93,5 +139,8 @@ def weight_bytes(state: dict[str, np.ndarray], dtype: str) -> int:
     total = 0
     for name in linear_weight_names(state):
         out_dim, in_dim = state[name].shape
-        total += out_dim * in_dim * BYTES_PER_WEIGHT[dtype] + (out_dim * 4 if dtype == "int8" else 0)
+        if dtype == "q4_0":
+            total += q4_0_rows(out_dim) * (in_dim // Q4_0_BLOCK) * 18  # scales included
+        else:
+            total += out_dim * in_dim * BYTES_PER_WEIGHT[dtype] + (out_dim * 4 if dtype == "int8" else 0)
     return total
