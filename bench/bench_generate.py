@@ -259,6 +259,8 @@ def main(argv=None) -> int:
                    help="times each side is measured, alternating; each figure's best round counts")
     p.add_argument("--ours-only", action="store_true",
                    help="measure our side only (the family's shapes: `--weights seeded-medium --ours-only`)")
+    from gpt2course.run.precision import DTYPES  # NumPy only
+
     p.add_argument("--dtype", default=",".join(DTYPES),
                    help=f"how our Linear weights are stored, comma-separated (default {','.join(DTYPES)})")
     p.add_argument("--side", choices=["max", "hf", "memory"], help=argparse.SUPPRESS)
@@ -266,8 +268,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     args.prompt_lengths = [int(x) for x in str(args.prompt_lengths).split(",") if x]
     if not args.side:
-        from gpt2course.run.precision import DTYPES
-
         dtypes = [d for d in args.dtype.split(",") if d]
         wrong = [d for d in dtypes if d not in DTYPES]
         if wrong or not dtypes:
