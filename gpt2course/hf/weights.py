@@ -163,18 +163,14 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     with open(path, "rb") as f:
         data_start = 8 + int.from_bytes(f.read(8), "little")
         for name, info in header.items():
-            if info["dtype"] in ("F32", "F16", "F64", "BF16"):
+            if info["dtype"] in _NUMPY_DTYPES:
                 out[name] = _read_tensor(f, data_start, info)
-            elif info["dtype"] in _OTHER_DTYPES:
-                lo, hi = info["data_offsets"]
-                f.seek(data_start + lo)
-                raw = np.fromfile(f, dtype=_OTHER_DTYPES[info["dtype"]],
-                                  count=(hi - lo) // np.dtype(_OTHER_DTYPES[info["dtype"]]).itemsize)
-                out[name] = raw.reshape(tuple(info["shape"]))
     return out
 
 
-_OTHER_DTYPES = {"I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
+# safetensors' codes NumPy can read (BF16 as its bits); the floats are widened to float32 on read
+_NUMPY_DTYPES = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "BF16": "<u2", "I64": "<i8", "I32": "<i4",
+                 "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
 
 
 def load_hf_state(folder: str | Path) -> tuple[object, dict[str, np.ndarray]]:
@@ -255,18 +251,19 @@ def validate_checkpoint(folder: str | Path) -> tuple[object, dict[str, str]]:
 
 
 def _read_tensor(f, data_start: int, info: dict) -> np.ndarray:
-    """One tensor of a safetensors file as a new float32 array, read with plain reads (no
-    mmap: the file's pages stay in the page cache, not in this process's resident set)."""
+    """One tensor of a safetensors file as a new array, float32 for every float dtype, read with
+    plain reads (no mmap: the file's pages stay in the page cache, not in this process's
+    resident set)."""
     dtype, shape, (lo, hi) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
     f.seek(data_start + lo)
-    raw = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "BF16": "<u2"}[dtype]
+    raw = _NUMPY_DTYPES[dtype]
     count = (hi - lo) // np.dtype(raw).itemsize
     arr = np.fromfile(f, dtype=raw, count=count)
     if arr.size != count:
         raise CorruptCheckpoint(f"{f.name}: truncated safetensors file (tensor data ends early)")
     if dtype == "BF16":
         arr = (arr.astype(np.uint32) << 16).view(np.float32)
-    elif dtype != "F32":
+    elif dtype in ("F16", "F64"):
         arr = arr.astype(np.float32)
     return arr.reshape(shape)
 
