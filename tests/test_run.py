@@ -401,9 +401,9 @@ def _dequantized_q4_0(folder, dest):
     from gpt2course.run import precision
 
     _, state = weights_mod.load_max_state(folder)
-    out = {}
+    linear, out = set(precision.linear_weight_names(state)), {}
     for key, w in state.items():
-        if key in precision.linear_weight_names(state):
+        if key in linear:
             w = precision.q4_0_to_float32(precision.q4_0_blocks(w), w.shape[1])[: w.shape[0]]
         out[key] = np.ascontiguousarray(w.T if key.endswith(weights_mod.CONV1D_SUFFIXES) else w)
     dest.mkdir()

@@ -25,7 +25,7 @@ from max.experimental.tensor import Tensor
 from max.graph import TensorValue
 from max.graph.quantization import QuantizationEncoding
 
-from gpt2course.run.precision import q4_0_rows
+from gpt2course.run.precision import q4_0_shape
 from solutions.solution_13 import GPT2AttentionWithCache, MaxGPT2LMHeadModelWithCache
 
 
@@ -136,7 +136,7 @@ def _store(linear: Linear, dtype: str, rows: bool) -> None:
         linear.weight = Tensor.zeros([out_dim, in_dim], dtype=DType.int8)
         linear.scale = Tensor.ones([out_dim], dtype=DType.float32)
     elif dtype == "q4_0":
-        linear.weight = Tensor.zeros([q4_0_rows(int(out_dim)), int(in_dim) // 32 * 18], dtype=DType.uint8)
+        linear.weight = Tensor.zeros(list(q4_0_shape(int(out_dim), int(in_dim))), dtype=DType.uint8)
 
 
 def store_linear_weights(model, dtype: str):

@@ -26,7 +26,8 @@ import numpy as np
 
 DTYPES = ("fp32", "bf16", "int8", "q4_0")
 BYTES_PER_WEIGHT = {"fp32": 4, "bf16": 2, "int8": 1}  # q4_0: 18 bytes per 32 (weight_bytes)
-Q4_0_BLOCK = 32  # weights per block; a block is 2 bytes of float16 scale + 16 bytes of nibbles
+Q4_0_BLOCK = 32        # weights per block
+Q4_0_BLOCK_BYTES = 18  # a block: 2 bytes of float16 scale + 16 bytes of nibbles
 
 
 def check_dtype(dtype: str) -> str:
@@ -75,7 +76,7 @@ def q4_0_blocks(weight: np.ndarray) -> np.ndarray:
     q = np.clip(np.trunc(blocks * inv + np.float32(8.5)), 0, 15).astype(np.uint8)
     packed = q[:, :16] | (q[:, 16:] << np.uint8(4))
     out = np.concatenate([d.astype(np.float16).view(np.uint8), packed], axis=-1)
-    return out.reshape(out_dim, in_dim // Q4_0_BLOCK * 18)
+    return out.reshape(q4_0_shape(out_dim, in_dim))
 
 
 def q4_0_rows(out_dim: int) -> int:
@@ -83,9 +84,14 @@ def q4_0_rows(out_dim: int) -> int:
     return -(-out_dim // Q4_0_BLOCK) * Q4_0_BLOCK
 
 
+def q4_0_shape(out_dim: int, in_dim: int) -> tuple[int, int]:
+    """The uint8 shape an [out, in] matrix takes in q4_0: padded rows, 18 bytes per 32 weights."""
+    return q4_0_rows(out_dim), in_dim // Q4_0_BLOCK * Q4_0_BLOCK_BYTES
+
+
 def q4_0_to_float32(blocks: np.ndarray, in_dim: int) -> np.ndarray:
     """GGML Q4_0 blocks -> [out, in] float32 (what ``F.qmatmul`` multiplies by)."""
-    b = blocks.reshape(-1, 18)
+    b = blocks.reshape(-1, Q4_0_BLOCK_BYTES)
     d = b[:, :2].copy().view(np.float16).astype(np.float32)
     q = np.concatenate([b[:, 2:] & 0x0F, b[:, 2:] >> 4], axis=-1).astype(np.float32) - 8
     return (q * d).reshape(-1, in_dim)
@@ -140,7 +146,7 @@ def weight_bytes(state: dict[str, np.ndarray], dtype: str) -> int:
     for name in linear_weight_names(state):
         out_dim, in_dim = state[name].shape
         if dtype == "q4_0":
-            total += q4_0_rows(out_dim) * (in_dim // Q4_0_BLOCK) * 18  # scales included
+            total += int(np.prod(q4_0_shape(out_dim, in_dim)))  # scales included
         else:
             total += out_dim * in_dim * BYTES_PER_WEIGHT[dtype] + (out_dim * 4 if dtype == "int8" else 0)
     return total
