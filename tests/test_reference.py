@@ -109,6 +109,50 @@ class _Config:
     vocab_size = 50257
 
 
+# --------------------------------------------------------------------------- GPT2Config()'s defaults (step 01)
+
+FIELDS = ["vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "layer_norm_epsilon"]
+
+
+def test_stored_config_defaults_are_transformers_and_are_read_back(tmp_path, monkeypatch):
+    import transformers
+
+    hf = transformers.GPT2Config()
+    want = {f: getattr(hf, f) for f in FIELDS}
+    store = tmp_path / "store"
+    assert reference.config_defaults(FIELDS, store) == want == reference.config_defaults(FIELDS)
+    [path] = store.glob("gpt2config-*.json")
+    # read back, not recomputed: a stored value is what the next check gets
+    path.write_text(path.read_text().replace("1024", "2048"))
+    assert reference.config_defaults(FIELDS, store)["n_positions"] == 2048
+    # another transformers version is another file
+    monkeypatch.setattr(reference.metadata, "version", lambda name: "0.0-other")
+    assert reference.config_defaults(FIELDS, store) == want
+    assert len(list(store.glob("gpt2config-*.json"))) == 2
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "a field missing", "a list"])
+def test_unreadable_config_defaults_are_computed_again_and_replaced(tmp_path, damage):
+    store = tmp_path / "store"
+    want = reference.config_defaults(FIELDS, store)
+    [path] = store.glob("*.json")
+    path.write_text({"garbage": "{not json", "empty": "", "a field missing": '{"n_embd": 768}',
+                     "a list": "[1, 2]"}[damage])
+    assert reference.config_defaults(FIELDS, store) == want
+    assert [p.name for p in store.iterdir()] == [path.name]  # replaced, no temporary file left
+
+
+def test_a_graded_run_reads_no_stored_config_defaults(monkeypatch, tmp_path):
+    """A graded judge computes them: nothing a check on this machine wrote decides a grade."""
+    seen = []
+    monkeypatch.setattr(reference, "config_defaults", lambda fields, store=None: seen.append(store))
+    monkeypatch.setattr(harness, "_secret", None)
+    harness.config_defaults(FIELDS)
+    monkeypatch.setattr(harness, "_secret", (7, str(tmp_path)))
+    harness.config_defaults(FIELDS)
+    assert seen == [checkpoints.cache_dir() / "references", None]
+
+
 # --------------------------------------------------------------------------- reading checkpoints without torch
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])

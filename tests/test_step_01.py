@@ -1,9 +1,8 @@
 """Step 01 check: GPT2Config holds GPT-2 small's numbers, as transformers.GPT2Config() does."""
 
-import transformers
-
-from gpt2course.errors import CheckFailure
+from gpt2course.check import harness
 from gpt2course.check.compare import expect_equal
+from gpt2course.errors import CheckFailure
 
 STEP = 1
 FIELDS = ["vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "layer_norm_epsilon"]
@@ -17,14 +16,14 @@ def make(step, **kwargs):
 
 def test_defaults(step):
     """defaults equal transformers.GPT2Config()'s"""
-    config, hf = make(step), transformers.GPT2Config()
+    config, hf = make(step), harness.config_defaults(FIELDS)
     has = step.describe(config)
     for field in FIELDS:
         if field not in has["fields"] and field not in has["attributes"]:
             raise CheckFailure(f"GPT2Config has no field {field}",
                                "keep Hugging Face's field names: they are how checkpoints name sizes")
-        expect_equal(f"GPT2Config().{field}", getattr(config, field), getattr(hf, field),
-                     hint=f"transformers.GPT2Config().{field} is {getattr(hf, field)!r}")
+        expect_equal(f"GPT2Config().{field}", getattr(config, field), hf[field],
+                     hint=f"transformers.GPT2Config().{field} is {hf[field]!r}")
 
 
 def test_is_dataclass(step):

@@ -79,6 +79,13 @@ def capture(name: str = "small", batch: int = 2, seq: int = 7) -> reference.Capt
     return reference.capture(folder, input_ids(config.vocab_size, batch, seq), store)
 
 
+def config_defaults(fields: list[str]) -> dict:
+    """transformers.GPT2Config()'s values of ``fields``, kept in the course's cache between checks
+    (a graded run computes them: it reads nothing a check on this machine wrote)."""
+    store = None if _secret is not None else checkpoints.cache_dir() / "references"
+    return reference.config_defaults(fields, store)
+
+
 def max_weights(prefix: str, name: str = "small") -> dict[str, np.ndarray]:
     return weights.to_max(checkpoint(name)[2], prefix)
 

@@ -11,6 +11,9 @@ transformers and torch. A later check on the same checkpoint then reads Hugging 
 numbers back instead of importing torch and transformers and running the model again (about
 3 s of every check). A file that cannot be read is computed again and replaced. A graded run
 passes no ``store``: its checkpoint is secret and new each run.
+
+``config_defaults`` is the same for ``transformers.GPT2Config()``'s defaults (step 01), keyed by
+the transformers version: importing transformers' GPT2Config imports torch, about 5 s of CPU.
 """
 
 from __future__ import annotations
@@ -161,3 +164,33 @@ def hf_generate_greedy(folder: str | Path, input_ids: np.ndarray, max_new_tokens
                              pad_token_id=model.config.eos_token_id,
                              attention_mask=torch.ones(input_ids.shape, dtype=torch.long))
     return out.numpy()
+
+
+def config_defaults(fields: list[str], store: Path | None = None) -> dict:
+    """``transformers.GPT2Config()``'s values of ``fields``; ``store``: keep and reuse them on
+    disk there, keyed by the fields and transformers' version (a file that cannot be read, or
+    lacks a field, is computed again and replaced)."""
+    if store is not None:
+        key = json.dumps({"fields": fields, "transformers": metadata.version("transformers")}, sort_keys=True)
+        path = Path(store) / f"gpt2config-{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+        try:
+            values = json.loads(path.read_text())
+            if isinstance(values, dict) and set(values) == set(fields):
+                return values
+        except (OSError, ValueError):
+            pass  # absent, or not whole: computed below
+    import transformers
+
+    hf = transformers.GPT2Config()
+    values = {f: getattr(hf, f) for f in fields}
+    if store is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".gpt2config-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(values, f)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return values
