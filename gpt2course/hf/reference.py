@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gpt2course.state import load_json, save_json
+
 
 @functools.lru_cache(maxsize=4)
 def hf_model(folder: str):
@@ -173,24 +175,13 @@ def config_defaults(fields: list[str], store: Path | None = None) -> dict:
     if store is not None:
         key = json.dumps({"fields": fields, "transformers": metadata.version("transformers")}, sort_keys=True)
         path = Path(store) / f"gpt2config-{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
-        try:
-            values = json.loads(path.read_text())
-            if isinstance(values, dict) and set(values) == set(fields):
-                return values
-        except (OSError, ValueError):
-            pass  # absent, or not whole: computed below
+        values = load_json(path)
+        if set(values) == set(fields):
+            return values
     import transformers
 
     hf = transformers.GPT2Config()
     values = {f: getattr(hf, f) for f in fields}
     if store is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".gpt2config-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(values, f)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_json(path, values)
     return values
