@@ -306,7 +306,11 @@ def test_watch_by_polling_rechecks_on_save_and_stops_cleanly_on_ctrl_c(course):
         live.wait_for("VERDICT: step 01 passes", after=saved)
         live.wait_for("Waiting for you to save", after=saved)
         live.proc.send_signal(signal.SIGINT)  # Ctrl-C
-        assert live.proc.wait(timeout=30) == 0
+        try:
+            code = live.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # seen once (2026-12-08), not reproduced: keep what it said
+            raise AssertionError(f"watch still running 30 s after Ctrl-C; it printed:\n{live.output}") from None
+        assert code == 0, live.output
     finally:
         live.close()
     assert "Stopped watching steps/step_01.py." in live.output
