@@ -75,15 +75,20 @@ def capture(name: str = "small", batch: int = 2, seq: int = 7) -> reference.Capt
     """Hugging Face's activations on the check's ids, kept in the course's cache between checks;
     a graded run's (a secret checkpoint, new each run) are computed and kept in memory only."""
     folder, config, _ = checkpoint(name)
-    store = None if _secret is not None else checkpoints.cache_dir() / "references"
-    return reference.capture(folder, input_ids(config.vocab_size, batch, seq), store)
+    return reference.capture(folder, input_ids(config.vocab_size, batch, seq), _reference_store())
 
 
 def config_defaults(fields: list[str]) -> dict:
     """transformers.GPT2Config()'s values of ``fields``, kept in the course's cache between checks
     (a graded run computes them: it reads nothing a check on this machine wrote)."""
-    store = None if _secret is not None else checkpoints.cache_dir() / "references"
-    return reference.config_defaults(fields, store)
+    return reference.config_defaults(fields, _reference_store())
+
+
+def _reference_store():
+    """Where Hugging Face's numbers are kept between checks: the course's cache, or None in a
+    graded run (its checkpoint is secret and new each run, and it reads nothing a check on this
+    machine wrote)."""
+    return None if _secret is not None else checkpoints.cache_dir() / "references"
 
 
 def max_weights(prefix: str, name: str = "small") -> dict[str, np.ndarray]:
